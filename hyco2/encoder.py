@@ -1,0 +1,101 @@
+"""The context encoder: one forward of the frozen backbone over ``question prefix + context``.
+
+Putting the question first makes every context hidden state question-aware (the backbone is
+causal), for both the soft and the hard view, at no extra cost.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .backbone import Backbone
+
+#: Used when the caller gives no question: a generic, documented instruction.
+GENERIC_INSTRUCTION = "Summarize the key facts of the document."
+
+
+@dataclass
+class TokenizedContext:
+    """A context as backbone tokens, with each token's character span and word index."""
+
+    text: str
+    ids: list[int]
+    offsets: list[tuple[int, int]]
+    words: list[int]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def word_ids_from_offsets(text: str, offsets: list[tuple[int, int]]) -> list[int]:
+    """Group tokens into words: a new word starts at whitespace or after a gap in the text."""
+    words: list[int] = []
+    current, prev_end = -1, None
+    for start, end in offsets:
+        starts_word = (
+            prev_end is None
+            or start > prev_end
+            or (start < len(text) and text[start].isspace())
+            or (prev_end > 0 and text[prev_end - 1].isspace())
+        )
+        if starts_word:
+            current += 1
+        words.append(current)
+        prev_end = end
+    return words
+
+
+def tokenize_context(backbone: Backbone, text: str) -> TokenizedContext:
+    enc = backbone.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    offsets = [tuple(o) for o in enc["offset_mapping"]]
+    return TokenizedContext(text, list(enc["input_ids"]), offsets, word_ids_from_offsets(text, offsets))
+
+
+@dataclass
+class EncodedBatch:
+    """Hidden states of a batch, split into the question part and the context part (right-padded)."""
+
+    context_states: torch.Tensor  # (B, Lc, D) float32
+    context_mask: torch.Tensor  # (B, Lc) bool, True = real token
+    question_states: torch.Tensor  # (B, Lq, D) float32
+    question_mask: torch.Tensor  # (B, Lq) bool
+
+
+class ContextEncoder:
+    """Runs the frozen backbone and returns the last layer's states (after the final norm)."""
+
+    def __init__(self, backbone: Backbone):
+        self.backbone = backbone
+
+    def question_ids(self, question: str | None) -> list[int]:
+        prefix = f"Question: {question or GENERIC_INSTRUCTION}\nDocument:"
+        return list(self.backbone.tokenizer(prefix, add_special_tokens=False)["input_ids"])
+
+    @torch.no_grad()
+    def encode(self, contexts: list[TokenizedContext], questions: list[str | None]) -> EncodedBatch:
+        bb = self.backbone
+        q_ids = [self.question_ids(q) for q in questions]
+        lengths = [len(q) + len(c) for q, c in zip(q_ids, contexts)]
+        B, L = len(contexts), max(lengths)
+        pad = bb.tokenizer.pad_token_id
+        ids = torch.full((B, L), pad, dtype=torch.long)
+        mask = torch.zeros((B, L), dtype=torch.long)
+        for i, (q, c) in enumerate(zip(q_ids, contexts)):
+            seq = q + c.ids
+            ids[i, : len(seq)] = torch.tensor(seq)
+            mask[i, : len(seq)] = 1
+        out = bb.model.base_model(input_ids=ids.to(bb.device), attention_mask=mask.to(bb.device))
+        states = out.last_hidden_state.float()
+        Lq, Lc = max(map(len, q_ids)), max(map(len, contexts))
+        D = states.shape[-1]
+        qs = states.new_zeros((B, Lq, D))
+        cs = states.new_zeros((B, Lc, D))
+        qm = torch.zeros((B, Lq), dtype=torch.bool, device=states.device)
+        cm = torch.zeros((B, Lc), dtype=torch.bool, device=states.device)
+        for i, (q, c) in enumerate(zip(q_ids, contexts)):
+            qs[i, : len(q)] = states[i, : len(q)]
+            qm[i, : len(q)] = True
+            cs[i, : len(c)] = states[i, len(q) : len(q) + len(c)]
+            cm[i, : len(c)] = True
+        return EncodedBatch(cs, cm, qs, qm)

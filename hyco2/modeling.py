@@ -1,0 +1,63 @@
+"""The trainable part of HyCo2 (adapter + retention classifier) as a loadable, savable model."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .config import CONFIG_NAME, WEIGHTS_NAME, HyCo2Config
+from .adapter import HybridAdapter
+from .errors import BackboneMismatchError, CheckpointError
+from .selector import RetentionClassifier
+
+
+class HyCo2Model(nn.Module):
+    """Adapter + classifier. The backbone is not part of it: checkpoints stay a few MB."""
+
+    def __init__(self, config: HyCo2Config):
+        super().__init__()
+        self.config = config
+        self.adapter = HybridAdapter(config)
+        self.classifier = RetentionClassifier(config)
+
+    def save_pretrained(self, folder: str | Path, dtype: torch.dtype = torch.float16) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in self.state_dict().items()}
+        save_file(state, str(folder / WEIGHTS_NAME), metadata={"format": "pt", "library": "hyco2"})
+        self.config.save(folder)
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, fingerprint: dict | None = None) -> "HyCo2Model":
+        """Load a checkpoint; with ``fingerprint``, refuse one trained for another backbone."""
+        folder = Path(folder)
+        if not (folder / CONFIG_NAME).is_file() or not (folder / WEIGHTS_NAME).is_file():
+            raise CheckpointError(
+                f"{folder} is not a HyCo2 checkpoint: it needs {CONFIG_NAME} and {WEIGHTS_NAME}."
+            )
+        try:
+            config = HyCo2Config.load(folder)
+        except (ValueError, TypeError) as exc:
+            raise CheckpointError(f"{folder / CONFIG_NAME} is not a valid HyCo2 config: {exc}") from None
+        if fingerprint is not None:
+            check_fingerprint(config, fingerprint)
+        model = cls(config)
+        try:
+            state = load_file(str(folder / WEIGHTS_NAME))
+            model.load_state_dict({k: v.float() for k, v in state.items()})
+        except (RuntimeError, OSError) as exc:
+            raise CheckpointError(f"{folder / WEIGHTS_NAME} does not fit this config: {str(exc)[:300]}") from None
+        return model
+
+
+def check_fingerprint(config: HyCo2Config, fingerprint: dict) -> None:
+    expected = config.backbone_fingerprint
+    diff = {k: (expected.get(k), fingerprint.get(k)) for k in expected if expected.get(k) != fingerprint.get(k)}
+    if diff:
+        details = ", ".join(f"{k}: checkpoint {a} vs loaded {b}" for k, (a, b) in diff.items())
+        raise BackboneMismatchError(
+            f"This checkpoint was trained for backbone {config.backbone!r}, which differs from the loaded "
+            f"one ({details}). Load it with --model {config.backbone} or train a checkpoint for your model."
+        )

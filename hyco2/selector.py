@@ -1,0 +1,90 @@
+"""The retention classifier (local view) and budgeted selection of whole words in original order."""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .config import HyCo2Config
+from .errors import InvalidSettingError
+
+
+class RetentionClassifier(nn.Module):
+    """Keep-probability logit for every context token, from its backbone hidden state."""
+
+    def __init__(self, config: HyCo2Config):
+        super().__init__()
+        D, c = config.hidden_size, config.classifier_dim
+        self.net = nn.Sequential(nn.LayerNorm(D), nn.Linear(D, c), nn.GELU(), nn.Linear(c, 1))
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        return self.net(states).squeeze(-1)  # (B, L) logits
+
+
+def keep_count(n_tokens: int, rate: float | None = None, budget: int | None = None) -> int:
+    """How many tokens to keep: ``round(rate·n)`` (at least 1) or ``min(budget, n)``, exactly one given."""
+    if (rate is None) == (budget is None):
+        raise InvalidSettingError("Give exactly one of rate (a fraction) or budget (a token count).")
+    if rate is not None:
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (0.0 < rate <= 1.0) or math.isnan(rate):
+            raise InvalidSettingError(f"rate must be a fraction in (0, 1], not {rate!r}.")
+        return max(1, min(n_tokens, round(rate * n_tokens)))
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
+        raise InvalidSettingError(f"budget must be a whole number of tokens ≥ 0, not {budget!r}.")
+    return min(budget, n_tokens)
+
+
+def word_scores(scores: Sequence[float], words: Sequence[int]) -> dict[int, float]:
+    """A word's score is the highest score of its tokens (one strong token saves the word)."""
+    out: dict[int, float] = {}
+    for s, w in zip(scores, words):
+        out[w] = max(out.get(w, -math.inf), float(s))
+    return out
+
+
+def select_words_by_budget(scores: Sequence[float], words: Sequence[int], n_keep: int) -> list[int]:
+    """Positions of exactly ``n_keep`` tokens, whole words first, in original order.
+
+    Greedy knapsack over words by score; if a gap remains that no whole word fits, the best
+    remaining word gives its first tokens, so the count is always exact.
+    """
+    n = len(scores)
+    if n_keep >= n:
+        return list(range(n))
+    if n_keep <= 0:
+        return []
+    positions: dict[int, list[int]] = {}
+    for i, w in enumerate(words):
+        positions.setdefault(w, []).append(i)
+    wscore = word_scores(scores, words)
+    order = sorted(positions, key=lambda w: (-wscore[w], w))
+    kept: list[int] = []
+    left = n_keep
+    rest: list[int] = []
+    for w in order:
+        size = len(positions[w])
+        if size <= left:
+            kept.extend(positions[w])
+            left -= size
+            if left == 0:
+                break
+        else:
+            rest.append(w)
+    if left:
+        for w in rest:  # in score order: split the best word that did not fit
+            take = min(left, len(positions[w]))
+            kept.extend(positions[w][:take])
+            left -= take
+            if not left:
+                break
+    return sorted(kept)
+
+
+def select_words_by_threshold(probs: Sequence[float], words: Sequence[int], threshold: float) -> list[int]:
+    """Every token of every word whose (max) probability reaches ``threshold``, in original order."""
+    if not isinstance(threshold, (int, float)) or not (0.0 < threshold < 1.0):
+        raise InvalidSettingError(f"threshold must be a probability in (0, 1), not {threshold!r}.")
+    wscore = word_scores(probs, words)
+    return [i for i, w in enumerate(words) if wscore[w] >= threshold]

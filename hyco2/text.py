@@ -1,0 +1,43 @@
+"""Input validation: turn whatever the user passed into clean text, or fail clearly."""
+from __future__ import annotations
+
+import unicodedata
+
+from .errors import EmptyInputError, InvalidTextError
+
+#: Share of control characters (other than tab/newline/carriage return) above which a string is
+#: treated as binary data that was decoded by accident.
+MAX_CONTROL_SHARE = 0.01
+
+
+def as_text(value: str | bytes | None, what: str = "context") -> str:
+    """Return ``value`` as a validated ``str``.
+
+    Bytes must be UTF-8 (a BOM is allowed): guessing an encoding silently corrupts names and
+    numbers, which is exactly what compression must keep.
+    """
+    if value is None:
+        raise EmptyInputError(f"The {what} is missing: pass a non-empty text.")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raw = bytes(value)
+        try:
+            value = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise InvalidTextError(
+                f"The {what} is not valid UTF-8 (byte {exc.start}: {raw[exc.start:exc.start + 1]!r}). "
+                f"Convert it to UTF-8 first, e.g. `iconv -f latin1 -t utf-8`."
+            ) from None
+    if not isinstance(value, str):
+        raise InvalidTextError(f"The {what} must be text (str or UTF-8 bytes), not {type(value).__name__}.")
+    if "\x00" in value:
+        raise InvalidTextError(f"The {what} contains NUL bytes: it looks like a binary file, not text.")
+    if not value.strip():
+        raise EmptyInputError(f"The {what} is empty: pass a non-empty text.")
+    control = sum(
+        1 for ch in value if ch not in "\t\n\r" and unicodedata.category(ch) in ("Cc", "Cs")
+    )
+    if control > MAX_CONTROL_SHARE * len(value):
+        raise InvalidTextError(
+            f"The {what} is {control / len(value):.0%} control characters: it looks like binary data, not text."
+        )
+    return value

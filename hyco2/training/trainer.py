@@ -1,0 +1,297 @@
+"""The three training stages over a frozen backbone (see docs/DESIGN.md, "Training stages").
+
+One step: the frozen backbone encodes the contexts (no grad); the adapter makes soft tokens and the
+classifier keep probabilities (grad); the student decoder reads soft + kept tokens and is scored on
+the target; the teacher (same backbone, full context) gives the KL target and, through its
+attention from the target back to the context, per-token saliency labels for the classifier.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from ..compressor import HyCo2Compressor
+from ..encoder import TokenizedContext, tokenize_context
+from ..prompting import (COMPLETION_INSTRUCTION, KEPT, PARAPHRASE_INSTRUCTIONS, SOFT, embed_prompt,
+                         prompt_parts, qa_user_text)
+from ..selector import keep_count, select_words_by_budget
+from .data import QAExample, split_for_completion
+
+log = logging.getLogger(__name__)
+STAGES = ("paraphrase", "completion", "instruct")
+
+
+@dataclass
+class StageConfig:
+    name: str
+    steps: int
+    batch_size: int = 32
+    lr: float = 1e-4
+    max_minutes: float | None = None  # stop early (and save) when the time is up
+    rates: tuple[float, ...] = (0.1, 0.15, 0.25, 0.4)
+    kl_weight: float = 2.0
+    saliency_weight: float = 1.0
+    max_context_tokens: int = 384
+    max_target_tokens: int = 48
+    save_every: int = 200
+
+
+@dataclass
+class Record:
+    """One training example, whatever the stage."""
+
+    context: str
+    question: str | None  # what the encoder is conditioned on
+    user_text: str  # decoder instruction with SOFT/KEPT placeholders for the document
+    teacher_text: str | None  # the same with KEPT standing for the full context, None = no teacher
+    target: str
+    answer_spans: list[tuple[int, int]] = field(default_factory=list)  # characters labelled "keep"
+
+
+def make_records(stage: str, qa: list[QAExample], texts: list[str], rng: random.Random) -> list[Record]:
+    recs: list[Record] = []
+    if stage == "paraphrase":
+        for t in texts:
+            instr = rng.choice(PARAPHRASE_INSTRUCTIONS)
+            recs.append(Record(t, instr, f"Document: {SOFT}\n{instr}", None, t))
+    elif stage == "completion":
+        for t in texts:
+            prefix, cont = split_for_completion(t, rng)
+            if len(prefix) < 50:
+                continue
+            recs.append(Record(prefix, COMPLETION_INSTRUCTION, f"Document: {SOFT}{KEPT}\n{COMPLETION_INSTRUCTION}",
+                               f"Document: {KEPT}\n{COMPLETION_INSTRUCTION}", cont))
+    elif stage == "instruct":
+        for ex in qa:
+            spans = [(s, s + len(a)) for a, s in zip(ex.answers, ex.answer_starts) if s >= 0]
+            recs.append(Record(ex.context, ex.question, qa_user_text(ex.question, SOFT + KEPT),
+                               qa_user_text(ex.question, KEPT), ex.answers[0], spans))
+    else:
+        raise ValueError(f"unknown stage {stage!r}; one of {STAGES}")
+    return recs
+
+
+def _truncate(ctx: TokenizedContext, n: int) -> TokenizedContext:
+    if len(ctx) <= n:
+        return ctx
+    end = ctx.offsets[n - 1][1]
+    return TokenizedContext(ctx.text[:end], ctx.ids[:n], ctx.offsets[:n], ctx.words[:n])
+
+
+def _span_labels(ctx: TokenizedContext, spans: list[tuple[int, int]]) -> torch.Tensor:
+    y = torch.zeros(len(ctx))
+    for s, e in spans:
+        for i, (a, b) in enumerate(ctx.offsets):
+            if a < e and b > s:
+                y[i] = 1.0
+    return y
+
+
+def forward_on_targets(model, prompts: list[torch.Tensor], targets: list[list[int]],
+                       want_attention: bool = False):
+    """Run ``[prompt][target]`` sequences, prompts left-padded to end together.
+
+    Returns target logits (B, Tt, V), a target mask, the padded prompt length P, the left-pad of
+    each row, and (optionally) the attentions.
+    """
+    B, D = len(prompts), prompts[0].shape[-1]
+    P = max(p.shape[0] for p in prompts)
+    Tt = max(len(t) for t in targets)
+    dev, dtype = prompts[0].device, prompts[0].dtype
+    emb_layer = model.get_input_embeddings()
+    E = torch.zeros((B, P + Tt, D), device=dev, dtype=dtype)
+    mask = torch.zeros((B, P + Tt), device=dev, dtype=torch.long)
+    tmask = torch.zeros((B, Tt), device=dev, dtype=torch.bool)
+    tids = torch.zeros((B, Tt), device=dev, dtype=torch.long)
+    pads = []
+    for i, (p, t) in enumerate(zip(prompts, targets)):
+        pad = P - p.shape[0]
+        pads.append(pad)
+        E[i, pad:P] = p
+        ids = torch.tensor(t, device=dev)
+        E[i, P:P + len(t)] = emb_layer(ids).to(dtype)
+        mask[i, pad:P + len(t)] = 1
+        tmask[i, : len(t)] = True
+        tids[i, : len(t)] = ids
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(inputs_embeds=E, attention_mask=mask, position_ids=pos, logits_to_keep=Tt + 1,
+                output_attentions=want_attention)
+    logits = out.logits[:, :-1].float()  # position P-1+j predicts target j
+    return logits, tids, tmask, P, pads, (out.attentions if want_attention else None)
+
+
+class Trainer:
+    def __init__(self, compressor: HyCo2Compressor, out_dir: str | Path, seed: int = 0):
+        self.c = compressor
+        self.bb = compressor.backbone
+        self.out = Path(out_dir)
+        self.seed = seed
+        self.device = self.bb.device
+        self.eos = self.bb.tokenizer.convert_tokens_to_ids("<|im_end|>")
+        if not isinstance(self.eos, int) or self.eos == self.bb.tokenizer.unk_token_id:
+            self.eos = self.bb.tokenizer.eos_token_id
+        self.history: list[dict[str, Any]] = []
+
+    def _autocast(self):
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _set_attention(self, impl: str) -> None:
+        model = self.bb.model
+        try:
+            model.set_attn_implementation(impl)
+        except (AttributeError, ValueError):
+            model.config._attn_implementation = impl
+
+    def trainable(self, stage: str) -> list[torch.nn.Parameter]:
+        m = self.c.model
+        if stage == "paraphrase":
+            return list(m.adapter.parameters())
+        return list(m.parameters())
+
+    def step(self, cfg: StageConfig, batch: list[Record], rng: random.Random) -> dict[str, float]:
+        bb, model = self.bb, self.c.model
+        ctxs = [_truncate(tokenize_context(bb, r.context), cfg.max_context_tokens) for r in batch]
+        enc = self.c.encoder.encode(ctxs, [r.question for r in batch])
+        rate = rng.choice(cfg.rates)
+        limit = 4 * cfg.max_target_tokens if cfg.name == "paraphrase" else cfg.max_target_tokens
+        targets = [bb.tokenizer(r.target, add_special_tokens=False)["input_ids"][:limit] + [self.eos] for r in batch]
+        with self._autocast():
+            soft = model.adapter(enc.context_states, enc.context_mask, enc.question_states, enc.question_mask)
+            keep_logits = model.classifier(enc.context_states).float()
+        probs = torch.sigmoid(keep_logits)
+        student = []
+        for i, (r, ctx) in enumerate(zip(batch, ctxs)):
+            kept_ids = scale = None
+            if KEPT in r.user_text:
+                p = probs[i, : len(ctx)]
+                kept = select_words_by_budget(p.tolist(), ctx.words, keep_count(len(ctx), rate))
+                kept_ids = [ctx.ids[k] for k in kept]
+                pk = p[kept]
+                scale = 1.0 + pk - pk.detach()  # straight-through: task gradient reaches p
+            student.append(embed_prompt(bb, prompt_parts(bb, r.user_text), soft=soft[i], kept_ids=kept_ids,
+                                        kept_scale=scale))
+        with self._autocast():
+            s_logits, tids, tmask, _, _, _ = forward_on_targets(bb.model, student, targets)
+        nll = F.cross_entropy(s_logits[tmask], tids[tmask])
+        metrics = {"nll": float(nll.detach())}
+        loss = nll
+        if batch[0].teacher_text is not None:
+            kl, bce = self._teacher_terms(cfg, batch, ctxs, targets, s_logits, tmask, keep_logits)
+            loss = loss + cfg.kl_weight * kl + cfg.saliency_weight * bce
+            metrics.update(kl=float(kl.detach()), bce=float(bce.detach()))
+        metrics["loss"] = float(loss.detach())
+        loss.backward()
+        return metrics
+
+    def _teacher_terms(self, cfg, batch, ctxs, targets, s_logits, tmask, keep_logits):
+        bb = self.bb
+        prompts, ctx_starts = [], []
+        with torch.no_grad():
+            for r, ctx in zip(batch, ctxs):
+                parts = prompt_parts(bb, r.teacher_text)
+                before = 0
+                for kind, ids in parts.parts:
+                    if kind == "kept":
+                        break
+                    before += len(ids)
+                ctx_starts.append(before)
+                prompts.append(embed_prompt(bb, parts, kept_ids=ctx.ids))
+            self._set_attention("eager")
+            try:
+                with self._autocast():
+                    t_logits, _, _, P, pads, atts = forward_on_targets(bb.model, prompts, targets, want_attention=True)
+            finally:
+                self._set_attention("sdpa")
+            upper = torch.stack(atts[len(atts) // 2:]).float().mean(dim=(0, 2))  # (B, T, T)
+        kl = F.kl_div(F.log_softmax(s_logits[tmask], -1), F.log_softmax(t_logits[tmask], -1),
+                      log_target=True, reduction="batchmean")
+        bce_terms = []
+        for i, (r, ctx) in enumerate(zip(batch, ctxs)):
+            n, nt = len(ctx), len(targets[i])
+            start = pads[i] + ctx_starts[i]
+            sal = upper[i, P - 1:P - 1 + nt, start:start + n].mean(0)
+            sal = sal / sal.max().clamp(min=1e-9)
+            y = torch.maximum(sal, _span_labels(ctx, r.answer_spans).to(sal.device))
+            bce_terms.append(F.binary_cross_entropy_with_logits(keep_logits[i, :n], y))
+        return kl, torch.stack(bce_terms).mean()
+
+    # ------------------------------------------------------------------ the loop
+    def run_stage(self, cfg: StageConfig, records: list[Record], resume: bool = True) -> dict[str, Any]:
+        if not records:
+            raise ValueError(f"stage {cfg.name}: no training records")
+        stage_dir = self.out / cfg.name
+        params = self.trainable(cfg.name)
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
+        sched = get_linear_schedule_with_warmup(opt, max(1, int(0.03 * cfg.steps)), cfg.steps)
+        start_step = 0
+        state_file = stage_dir / "trainer_state.pt"
+        if resume and state_file.is_file():
+            state = torch.load(state_file, map_location=self.device, weights_only=False)
+            self.c.model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            start_step = state["step"]
+            log.warning("Resuming stage %s at step %d", cfg.name, start_step)
+        rng = random.Random(self.seed * 7919 + STAGES.index(cfg.name))
+        order: list[int] = []
+        for p in params:
+            p.requires_grad_(True)
+        self.c.model.train()
+        t0 = time.time()
+        bar = tqdm(range(start_step, cfg.steps), desc=cfg.name, initial=start_step, total=cfg.steps)
+        step, last = start_step, {}
+        for step in bar:
+            if cfg.max_minutes is not None and time.time() - t0 > 60 * cfg.max_minutes:
+                log.warning("Stage %s: time limit reached at step %d", cfg.name, step)
+                break
+            batch = []
+            while len(batch) < cfg.batch_size:
+                if not order:
+                    order = list(range(len(records)))
+                    rng.shuffle(order)
+                batch.append(records[order.pop()])
+            last = self.step(cfg, batch, rng)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            bar.set_postfix({k: f"{v:.3f}" for k, v in last.items()})
+            if step % 20 == 0:
+                self.history.append({"stage": cfg.name, "step": step, **last})
+            if cfg.save_every and (step + 1) % cfg.save_every == 0:
+                self._save_state(stage_dir, opt, sched, step + 1)
+        else:
+            step = cfg.steps
+        self.c.model.eval()
+        for p in self.c.model.parameters():
+            p.requires_grad_(False)
+        self._save_state(stage_dir, opt, sched, step)
+        summary = {"stage": cfg.name, "steps_done": step, "seconds": round(time.time() - t0, 1),
+                   "records": len(records), "final": last, "config": asdict(cfg)}
+        (stage_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        return summary
+
+    def _save_state(self, stage_dir: Path, opt, sched, step: int) -> None:
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        tmp = stage_dir / "trainer_state.pt.tmp"
+        torch.save({"model": self.c.model.state_dict(), "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(), "step": step}, tmp)
+        tmp.replace(stage_dir / "trainer_state.pt")
+
+
+def finite(x: float) -> bool:
+    return not (math.isnan(x) or math.isinf(x))
