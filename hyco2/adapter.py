@@ -30,14 +30,14 @@ def group_membership(mask: torch.Tensor, k: int) -> torch.Tensor:
 class MLPExpert(nn.Module):
     """Pool k groups of the context, let each pooled vector attend over its own group, then an MLP."""
 
-    def __init__(self, dim: int, heads: int, k: int):
+    def __init__(self, dim: int, heads: int, k: int, ffn_mult: int = 2):
         super().__init__()
         self.k, self.heads = k, heads
         self.q = nn.Linear(dim, dim)
         self.kv = nn.Linear(dim, 2 * dim)
         self.o = nn.Linear(dim, dim)
         self.norm = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+        self.mlp = nn.Sequential(nn.Linear(dim, ffn_mult * dim), nn.GELU(), nn.Linear(ffn_mult * dim, dim))
 
     def forward(self, ctx: torch.Tensor, ctx_mask: torch.Tensor) -> torch.Tensor:
         B, L, D = ctx.shape
@@ -56,13 +56,13 @@ class MLPExpert(nn.Module):
 class QFormerLayer(nn.Module):
     """Queries: self-attention, then cross-attention to the question, then to the context, then FFN."""
 
-    def __init__(self, dim: int, heads: int):
+    def __init__(self, dim: int, heads: int, ffn_mult: int = 2):
         super().__init__()
         self.self_attn = nn.MultiheadAttention(dim, heads, batch_first=True)
         self.q_attn = nn.MultiheadAttention(dim, heads, batch_first=True)
         self.c_attn = nn.MultiheadAttention(dim, heads, batch_first=True)
         self.norms = nn.ModuleList([nn.LayerNorm(dim) for _ in range(4)])
-        self.ffn = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+        self.ffn = nn.Sequential(nn.Linear(dim, ffn_mult * dim), nn.GELU(), nn.Linear(ffn_mult * dim, dim))
 
     def forward(self, x, question, q_mask, ctx, c_mask):
         h = self.norms[0](x)
@@ -75,11 +75,11 @@ class QFormerLayer(nn.Module):
 
 
 class QFormerExpert(nn.Module):
-    def __init__(self, dim: int, heads: int, k: int, layers: int):
+    def __init__(self, dim: int, heads: int, k: int, layers: int, ffn_mult: int = 2):
         super().__init__()
         self.queries = nn.Parameter(torch.randn(k, dim) * 0.02)
         self.positions = nn.Parameter(torch.randn(k, dim) * 0.02)
-        self.layers = nn.ModuleList([QFormerLayer(dim, heads) for _ in range(layers)])
+        self.layers = nn.ModuleList([QFormerLayer(dim, heads, ffn_mult) for _ in range(layers)])
 
     def forward(self, question, q_mask, ctx, c_mask):
         x = (self.queries + self.positions).expand(ctx.shape[0], -1, -1)
@@ -95,8 +95,8 @@ class HybridAdapter(nn.Module):
         super().__init__()
         D, d, k = config.hidden_size, config.adapter_dim, config.num_soft_tokens
         self.in_proj = nn.Sequential(nn.LayerNorm(D), nn.Linear(D, d))
-        self.mlp_expert = MLPExpert(d, config.adapter_heads, k)
-        self.qformer = QFormerExpert(d, config.adapter_heads, k, config.qformer_layers)
+        self.mlp_expert = MLPExpert(d, config.adapter_heads, k, config.ffn_mult)
+        self.qformer = QFormerExpert(d, config.adapter_heads, k, config.qformer_layers, config.ffn_mult)
         self.gate = nn.Linear(2 * d, 2)
         nn.init.zeros_(self.gate.weight)  # exactly 0.5 / 0.5 at the start, as the authors begin
         nn.init.zeros_(self.gate.bias)

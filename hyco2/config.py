@@ -19,9 +19,10 @@ class HyCo2Config:
     backbone: str = "smollm2-135m-instruct"
     backbone_fingerprint: dict[str, Any] = field(default_factory=dict)
     num_soft_tokens: int = 16
-    adapter_dim: int = 512
+    adapter_dim: int = 384
     adapter_heads: int = 8
     qformer_layers: int = 2
+    ffn_mult: int = 2
     classifier_dim: int = 256
     embedding_rms: float = 1.0  # initial scale of the soft tokens
     default_rate: float = 0.15

@@ -20,7 +20,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
-from transformers import get_linear_schedule_with_warmup
 
 from ..compressor import HyCo2Compressor
 from ..encoder import TokenizedContext, tokenize_context
@@ -101,35 +100,35 @@ def _span_labels(ctx: TokenizedContext, spans: list[tuple[int, int]]) -> torch.T
 
 def forward_on_targets(model, prompts: list[torch.Tensor], targets: list[list[int]],
                        want_attention: bool = False):
-    """Run ``[prompt][target]`` sequences, prompts left-padded to end together.
+    """Run ``[prompt][target]`` sequences, right-padded, and score only the target positions.
 
-    Returns target logits (B, Tt, V), a target mask, the padded prompt length P, the left-pad of
-    each row, and (optionally) the attentions.
+    Right padding keeps every query row attending to at least one real token (fully masked rows
+    give NaN gradients), and gathering the hidden states before the LM head avoids (B, T, V) logits.
+    Returns target logits (B, Tt, V), target ids and mask, each prompt's length, and attentions.
     """
     B, D = len(prompts), prompts[0].shape[-1]
-    P = max(p.shape[0] for p in prompts)
+    lens = [p.shape[0] for p in prompts]
+    T = max(n + len(t) for n, t in zip(lens, targets))
     Tt = max(len(t) for t in targets)
     dev, dtype = prompts[0].device, prompts[0].dtype
     emb_layer = model.get_input_embeddings()
-    E = torch.zeros((B, P + Tt, D), device=dev, dtype=dtype)
-    mask = torch.zeros((B, P + Tt), device=dev, dtype=torch.long)
+    E = torch.zeros((B, T, D), device=dev, dtype=dtype)
+    mask = torch.zeros((B, T), device=dev, dtype=torch.long)
     tmask = torch.zeros((B, Tt), device=dev, dtype=torch.bool)
     tids = torch.zeros((B, Tt), device=dev, dtype=torch.long)
-    pads = []
-    for i, (p, t) in enumerate(zip(prompts, targets)):
-        pad = P - p.shape[0]
-        pads.append(pad)
-        E[i, pad:P] = p
+    where = torch.zeros((B, Tt), device=dev, dtype=torch.long)
+    for i, (p, t, n) in enumerate(zip(prompts, targets, lens)):
         ids = torch.tensor(t, device=dev)
-        E[i, P:P + len(t)] = emb_layer(ids).to(dtype)
-        mask[i, pad:P + len(t)] = 1
+        E[i, :n] = p
+        E[i, n:n + len(t)] = emb_layer(ids).to(dtype)
+        mask[i, : n + len(t)] = 1
         tmask[i, : len(t)] = True
         tids[i, : len(t)] = ids
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    out = model(inputs_embeds=E, attention_mask=mask, position_ids=pos, logits_to_keep=Tt + 1,
-                output_attentions=want_attention)
-    logits = out.logits[:, :-1].float()  # position P-1+j predicts target j
-    return logits, tids, tmask, P, pads, (out.attentions if want_attention else None)
+        where[i, : len(t)] = torch.arange(n - 1, n - 1 + len(t), device=dev)  # position n-1+j predicts j
+    out = model.base_model(inputs_embeds=E, attention_mask=mask, output_attentions=want_attention)
+    h = torch.gather(out.last_hidden_state, 1, where[..., None].expand(-1, -1, out.last_hidden_state.shape[-1]))
+    logits = model.get_output_embeddings()(h).float()
+    return logits, tids, tmask, lens, (out.attentions if want_attention else None)
 
 
 class Trainer:
@@ -185,7 +184,7 @@ class Trainer:
             student.append(embed_prompt(bb, prompt_parts(bb, r.user_text), soft=soft[i], kept_ids=kept_ids,
                                         kept_scale=scale))
         with self._autocast():
-            s_logits, tids, tmask, _, _, _ = forward_on_targets(bb.model, student, targets)
+            s_logits, tids, tmask, _, _ = forward_on_targets(bb.model, student, targets)
         nll = F.cross_entropy(s_logits[tmask], tids[tmask])
         metrics = {"nll": float(nll.detach())}
         loss = nll
@@ -194,7 +193,8 @@ class Trainer:
             loss = loss + cfg.kl_weight * kl + cfg.saliency_weight * bce
             metrics.update(kl=float(kl.detach()), bce=float(bce.detach()))
         metrics["loss"] = float(loss.detach())
-        loss.backward()
+        if torch.isfinite(loss):
+            loss.backward()
         return metrics
 
     def _teacher_terms(self, cfg, batch, ctxs, targets, s_logits, tmask, keep_logits):
@@ -213,7 +213,7 @@ class Trainer:
             self._set_attention("eager")
             try:
                 with self._autocast():
-                    t_logits, _, _, P, pads, atts = forward_on_targets(bb.model, prompts, targets, want_attention=True)
+                    t_logits, _, _, lens, atts = forward_on_targets(bb.model, prompts, targets, want_attention=True)
             finally:
                 self._set_attention("sdpa")
             upper = torch.stack(atts[len(atts) // 2:]).float().mean(dim=(0, 2))  # (B, T, T)
@@ -222,8 +222,8 @@ class Trainer:
         bce_terms = []
         for i, (r, ctx) in enumerate(zip(batch, ctxs)):
             n, nt = len(ctx), len(targets[i])
-            start = pads[i] + ctx_starts[i]
-            sal = upper[i, P - 1:P - 1 + nt, start:start + n].mean(0)
+            start = ctx_starts[i]
+            sal = upper[i, lens[i] - 1:lens[i] - 1 + nt, start:start + n].mean(0)
             sal = sal / sal.max().clamp(min=1e-9)
             y = torch.maximum(sal, _span_labels(ctx, r.answer_spans).to(sal.device))
             bce_terms.append(F.binary_cross_entropy_with_logits(keep_logits[i, :n], y))
@@ -236,7 +236,15 @@ class Trainer:
         stage_dir = self.out / cfg.name
         params = self.trainable(cfg.name)
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
-        sched = get_linear_schedule_with_warmup(opt, max(1, int(0.03 * cfg.steps)), cfg.steps)
+        # Linear decay to 0 over plan["total"] steps, 3% warm-up. With a time limit the total is re-sized
+        # after 10 steps from the measured speed, so the schedule still ends at 0 when time runs out.
+        plan = {"total": cfg.steps}
+
+        def lr_at(step: int) -> float:
+            warm = max(1, int(0.03 * plan["total"]))
+            return min((step + 1) / warm, max(0.0, (plan["total"] - step) / max(1, plan["total"] - warm)))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
         start_step = 0
         state_file = stage_dir / "trainer_state.pt"
         if resume and state_file.is_file():
@@ -245,6 +253,7 @@ class Trainer:
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
             start_step = state["step"]
+            plan["total"] = state.get("total", cfg.steps)
             log.warning("Resuming stage %s at step %d", cfg.name, start_step)
         rng = random.Random(self.seed * 7919 + STAGES.index(cfg.name))
         order: list[int] = []
@@ -253,11 +262,15 @@ class Trainer:
         self.c.model.train()
         t0 = time.time()
         bar = tqdm(range(start_step, cfg.steps), desc=cfg.name, initial=start_step, total=cfg.steps)
-        step, last = start_step, {}
+        step, last, skipped = start_step, {}, 0
         for step in bar:
-            if cfg.max_minutes is not None and time.time() - t0 > 60 * cfg.max_minutes:
-                log.warning("Stage %s: time limit reached at step %d", cfg.name, step)
+            if step >= plan["total"] or (cfg.max_minutes is not None and time.time() - t0 > 60 * cfg.max_minutes):
+                log.warning("Stage %s: stopping at step %d (plan %d)", cfg.name, step, plan["total"])
                 break
+            if cfg.max_minutes is not None and step == start_step + 10:
+                per_step = (time.time() - t0) / 10
+                plan["total"] = min(cfg.steps, start_step + int((60 * cfg.max_minutes - (time.time() - t0)) / per_step) + 10)
+                bar.total = plan["total"]
             batch = []
             while len(batch) < cfg.batch_size:
                 if not order:
@@ -265,31 +278,35 @@ class Trainer:
                     rng.shuffle(order)
                 batch.append(records[order.pop()])
             last = self.step(cfg, batch, rng)
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
+            norm = torch.nn.utils.clip_grad_norm_(params, 1.0)
+            if finite(last["loss"]) and torch.isfinite(norm):
+                opt.step()
+            else:  # one bad batch must not poison the weights: skip it and say so
+                skipped += 1
+                log.warning("Stage %s step %d: non-finite loss/gradient, step skipped", cfg.name, step)
             sched.step()
             opt.zero_grad(set_to_none=True)
             bar.set_postfix({k: f"{v:.3f}" for k, v in last.items()})
             if step % 20 == 0:
                 self.history.append({"stage": cfg.name, "step": step, **last})
             if cfg.save_every and (step + 1) % cfg.save_every == 0:
-                self._save_state(stage_dir, opt, sched, step + 1)
+                self._save_state(stage_dir, opt, sched, step + 1, plan["total"])
         else:
             step = cfg.steps
         self.c.model.eval()
         for p in self.c.model.parameters():
             p.requires_grad_(False)
-        self._save_state(stage_dir, opt, sched, step)
+        self._save_state(stage_dir, opt, sched, step, plan["total"])
         summary = {"stage": cfg.name, "steps_done": step, "seconds": round(time.time() - t0, 1),
-                   "records": len(records), "final": last, "config": asdict(cfg)}
+                   "records": len(records), "final": last, "skipped_steps": skipped, "config": asdict(cfg)}
         (stage_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
 
-    def _save_state(self, stage_dir: Path, opt, sched, step: int) -> None:
+    def _save_state(self, stage_dir: Path, opt, sched, step: int, total: int) -> None:
         stage_dir.mkdir(parents=True, exist_ok=True)
         tmp = stage_dir / "trainer_state.pt.tmp"
         torch.save({"model": self.c.model.state_dict(), "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(), "step": step}, tmp)
+                    "scheduler": sched.state_dict(), "step": step, "total": total}, tmp)
         tmp.replace(stage_dir / "trainer_state.pt")
 
 
