@@ -216,7 +216,7 @@ def load_backbone(
         source, extra = str(converted_path(name)), {}
     elif path.is_file() and path.suffix == ".gguf":
         model, tok = _load_gguf_as_float(path.parent, path.name)
-        return _finish(Backbone(model.to(dtype), tok, name), dev, mode)
+        return wrap_model(model.to(dtype), tok, name, dev, mode)
     elif path.is_dir():
         if not (path / "config.json").is_file():
             raise UnknownModelError(f"{path} is a folder but holds no config.json: not a transformers model.")
@@ -237,15 +237,17 @@ def load_backbone(
             f"Could not load model {name!r}: {str(exc).splitlines()[0]}\n"
             f"Without internet only the default ({DEFAULT_BACKBONE}), local folders and .gguf files load."
         ) from None
-    return _finish(Backbone(model, tok, name), dev, mode)
+    return wrap_model(model, tok, name, dev, mode)
 
 
-def _finish(backbone: Backbone, dev: torch.device, mode: str) -> Backbone:
-    model, tok = backbone.model, backbone.tokenizer
+def wrap_model(model: PreTrainedModel, tok: PreTrainedTokenizerBase, name: str,
+               device: str | torch.device = "cpu", mode: str = "none") -> Backbone:
+    """Freeze an already-loaded model and tokenizer into a :class:`Backbone` (tests, custom loaders)."""
+    dev = torch.device(device)
     if mode == "none":
         model.to(dev)
     model.eval()
     model.requires_grad_(False)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
-    return backbone
+    return Backbone(model, tok, name)

@@ -29,20 +29,20 @@ class TokenizedContext:
 
 
 def word_ids_from_offsets(text: str, offsets: list[tuple[int, int]]) -> list[int]:
-    """Group tokens into words: a new word starts at whitespace or after a gap in the text."""
+    """Group tokens into words: a word starts at whitespace, after a gap, or after a token that ends
+    in whitespace; a whitespace-only token (" " before digits, say) belongs to the word it precedes."""
     words: list[int] = []
-    current, prev_end = -1, None
+    current, prev = -1, None
     for start, end in offsets:
-        starts_word = (
-            prev_end is None
-            or start > prev_end
-            or (start < len(text) and text[start].isspace())
-            or (prev_end > 0 and text[prev_end - 1].isspace())
-        )
-        if starts_word:
+        piece = text[start:end]
+        if prev is None or start > prev[1] or piece[:1].isspace():
             current += 1
+        else:
+            before = text[prev[0]:prev[1]]
+            if before[-1:].isspace() and before.strip():
+                current += 1
         words.append(current)
-        prev_end = end
+        prev = (start, end)
     return words
 
 

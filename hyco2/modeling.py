@@ -47,8 +47,8 @@ class HyCo2Model(nn.Module):
         try:
             state = load_file(str(folder / WEIGHTS_NAME))
             model.load_state_dict({k: v.float() for k, v in state.items()})
-        except (RuntimeError, OSError) as exc:
-            raise CheckpointError(f"{folder / WEIGHTS_NAME} does not fit this config: {str(exc)[:300]}") from None
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error type for corrupt files
+            raise CheckpointError(f"{folder / WEIGHTS_NAME} is corrupt or does not fit its config: {str(exc)[:300]}") from None
         return model
 
 

@@ -42,6 +42,7 @@ class StageConfig:
     rates: tuple[float, ...] = (0.1, 0.15, 0.25, 0.4)
     kl_weight: float = 2.0
     saliency_weight: float = 1.0
+    saliency_top: float = 0.15  # share of context tokens labelled salient from teacher attention
     max_context_tokens: int = 384
     max_target_tokens: int = 48
     save_every: int = 200
@@ -129,6 +130,25 @@ def forward_on_targets(model, prompts: list[torch.Tensor], targets: list[list[in
     h = torch.gather(out.last_hidden_state, 1, where[..., None].expand(-1, -1, out.last_hidden_state.shape[-1]))
     logits = model.get_output_embeddings()(h).float()
     return logits, tids, tmask, lens, (out.attentions if want_attention else None)
+
+
+def saliency_labels(att: torch.Tensor, start: int, n: int, prompt_len: int, n_target: int,
+                    top: float) -> torch.Tensor:
+    """0/1 labels: context tokens the target attends to far more than the rest of the prompt does.
+
+    Raw attention mostly lands on "sink" tokens (sentence-final periods, the first token) whatever
+    is asked; dividing by the attention each token gets from the prompt after the context removes
+    them. The top ``top`` share of tokens by that ratio are labelled 1.
+    """
+    to_ctx = att[:, start:start + n]  # (T, n)
+    answer = to_ctx[prompt_len - 1:prompt_len - 1 + n_target].mean(0)
+    after = to_ctx[start + n:prompt_len - 1]
+    base = after.mean(0) if after.shape[0] else to_ctx[start:start + n].mean(0)
+    ratio = answer / (base + 1e-4)
+    k = max(1, round(top * n))
+    y = torch.zeros(n, device=att.device)
+    y[torch.topk(ratio, min(k, n)).indices] = 1.0
+    return y
 
 
 class Trainer:
@@ -223,9 +243,8 @@ class Trainer:
         for i, (r, ctx) in enumerate(zip(batch, ctxs)):
             n, nt = len(ctx), len(targets[i])
             start = ctx_starts[i]
-            sal = upper[i, lens[i] - 1:lens[i] - 1 + nt, start:start + n].mean(0)
-            sal = sal / sal.max().clamp(min=1e-9)
-            y = torch.maximum(sal, _span_labels(ctx, r.answer_spans).to(sal.device))
+            y = saliency_labels(upper[i], start, n, lens[i], nt, cfg.saliency_top)
+            y = torch.maximum(y, _span_labels(ctx, r.answer_spans).to(y.device))
             bce_terms.append(F.binary_cross_entropy_with_logits(keep_logits[i, :n], y))
         return kl, torch.stack(bce_terms).mean()
 
@@ -267,9 +286,17 @@ class Trainer:
             if step >= plan["total"] or (cfg.max_minutes is not None and time.time() - t0 > 60 * cfg.max_minutes):
                 log.warning("Stage %s: stopping at step %d (plan %d)", cfg.name, step, plan["total"])
                 break
-            if cfg.max_minutes is not None and step == start_step + 10:
-                per_step = (time.time() - t0) / 10
-                plan["total"] = min(cfg.steps, start_step + int((60 * cfg.max_minutes - (time.time() - t0)) / per_step) + 10)
+            if cfg.max_minutes is not None and step in (start_step + 10, start_step + 40):
+                # size the schedule to the time left: first from the start-up-heavy first 10 steps,
+                # then again from the speed of steps 10-40
+                now = time.time()
+                if step == start_step + 10:
+                    t10 = now
+                    per_step = (now - t0) / 10
+                else:
+                    per_step = (now - t10) / 30
+                left = 60 * cfg.max_minutes - (now - t0)
+                plan["total"] = min(cfg.steps, step + max(1, int(left / per_step)))
                 bar.total = plan["total"]
             batch = []
             while len(batch) < cfg.batch_size:

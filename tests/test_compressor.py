@@ -1,0 +1,90 @@
+import pytest
+import torch
+
+from hyco2.errors import (ContextTooLongError, EmptyInputError, InvalidSettingError, InvalidTextError)
+from tests.conftest import PARAGRAPH
+
+
+def test_rate_and_budget_are_exact_and_in_order(tiny):
+    n = len(tiny.tokenize(PARAGRAPH))
+    for rate in (0.05, 0.1, 0.25, 0.5, 1.0):
+        r = tiny.compress(PARAGRAPH, "When was it built?", rate=rate)
+        assert r.kept_tokens == max(1, round(rate * n))
+        assert r.kept_positions == sorted(set(r.kept_positions))
+    for budget in (1, 7, 30):
+        r = tiny.compress(PARAGRAPH, "When was it built?", budget=budget)
+        assert r.kept_tokens == budget
+
+
+def test_result_fields_are_consistent(tiny):
+    r = tiny.compress(PARAGRAPH, "How tall is it?", rate=0.2)
+    assert r.untrained is True
+    assert r.soft_tokens == 4 and r.soft_embeddings.shape == (4, 64)
+    assert r.context_tokens == len(tiny.backbone.tokenizer(PARAGRAPH, add_special_tokens=False)["input_ids"])
+    assert r.kept_token_ids == [tiny.tokenize(PARAGRAPH).ids[p] for p in r.kept_positions]
+    assert all(PARAGRAPH[a:b] for a, b in r.kept_spans)
+    assert len(r.probabilities) == r.context_tokens and all(0 < p < 1 for p in r.probabilities)
+    assert r.ratio == pytest.approx(r.context_tokens / (r.kept_tokens + 4))
+    d = r.to_dict()
+    assert d["ratio"].endswith("x") and d["rate"].endswith("%")
+
+
+def test_threshold_mode(tiny):
+    r = tiny.compress(PARAGRAPH, "How tall?", threshold=0.5)
+    probs, words = r.probabilities, tiny.tokenize(PARAGRAPH).words
+    best = {}
+    for p, w in zip(probs, words):
+        best[w] = max(best.get(w, 0.0), p)
+    assert r.kept_positions == [i for i, w in enumerate(words) if best[w] >= 0.5]
+    with pytest.raises(InvalidSettingError, match="threshold"):
+        tiny.compress(PARAGRAPH, "q?", threshold=0.5, method="random")
+
+
+def test_batch_equals_single(tiny):
+    texts = [PARAGRAPH, "A second, much shorter document about rivers.", PARAGRAPH[:120]]
+    qs = ["Who built it?", None, "How tall?"]
+    batch = tiny.compress_batch(texts, qs, rate=0.3)
+    for t, q, b in zip(texts, qs, batch):
+        one = tiny.compress(t, q, rate=0.3)
+        assert one.kept_positions == b.kept_positions
+        assert torch.allclose(one.soft_embeddings, b.soft_embeddings, atol=1e-4)
+
+
+@pytest.mark.parametrize("context, error", [("", EmptyInputError), ("  \n", EmptyInputError),
+                                            (None, EmptyInputError), (b"\xff\xfe\x00a", InvalidTextError),
+                                            ("abc\x00", InvalidTextError)])
+def test_bad_context(tiny, context, error):
+    with pytest.raises(error):
+        tiny.compress(context, "q?")
+
+
+def test_bad_question_and_settings(tiny):
+    with pytest.raises(EmptyInputError, match="question is empty"):
+        tiny.compress(PARAGRAPH, "   ")
+    with pytest.raises(InvalidSettingError, match="at most one"):
+        tiny.compress(PARAGRAPH, "q?", rate=0.1, budget=5)
+    with pytest.raises(InvalidSettingError, match="rate"):
+        tiny.compress(PARAGRAPH, "q?", rate=2)
+    with pytest.raises(InvalidSettingError, match="Unknown method"):
+        tiny.compress(PARAGRAPH, "q?", method="nope")
+    with pytest.raises(InvalidSettingError, match="mode"):
+        tiny.answer(PARAGRAPH, "q?", mode="sideways")
+    with pytest.raises(EmptyInputError):
+        tiny.answer(PARAGRAPH, None)
+
+
+def test_too_long_context_says_both_lengths(tiny):
+    long_text = "word " * 600  # the tiny backbone reads 512 positions
+    with pytest.raises(ContextTooLongError, match=r"has \d+ backbone tokens.*at most 256"):
+        tiny.compress(long_text, "q?")
+
+
+def test_answer_modes_return_text_and_counts(tiny):
+    for mode in ("full", "hybrid", "soft", "hard", "none"):
+        a = tiny.answer(PARAGRAPH, "Who built it?", mode=mode, rate=0.2, max_new_tokens=3)
+        assert isinstance(a.text, str)
+        assert a.decoder_tokens > a.document_tokens >= 0
+    full = tiny.answer(PARAGRAPH, "Who built it?", mode="full", max_new_tokens=2)
+    assert full.document_tokens == len(tiny.tokenize(PARAGRAPH))
+    hybrid = tiny.answer(PARAGRAPH, "Who built it?", mode="hybrid", rate=0.2, max_new_tokens=2)
+    assert hybrid.document_tokens == hybrid.compression.kept_tokens + 4

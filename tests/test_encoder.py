@@ -1,0 +1,31 @@
+import torch
+
+from hyco2.encoder import ContextEncoder, tokenize_context, word_ids_from_offsets
+
+
+def test_words_split_at_whitespace_only():
+    text = "The Normans, in 1066."
+    offsets = [(0, 3), (3, 8), (8, 11), (11, 12), (12, 15), (15, 16), (16, 17), (17, 18), (18, 19), (19, 20), (20, 21)]
+    assert word_ids_from_offsets(text, offsets) == [0, 1, 1, 1, 2, 3, 3, 3, 3, 3, 3]
+
+
+def test_offsets_point_back_into_the_text(tiny_backbone):
+    from tests.conftest import PARAGRAPH
+
+    ctx = tokenize_context(tiny_backbone, PARAGRAPH)
+    assert len(ctx.ids) == len(ctx.offsets) == len(ctx.words)
+    assert "".join(PARAGRAPH[a:b] for a, b in ctx.offsets) == PARAGRAPH
+    assert ctx.words == sorted(ctx.words)
+
+
+def test_encode_masks_and_question_awareness(tiny_backbone):
+    enc = ContextEncoder(tiny_backbone)
+    a = tokenize_context(tiny_backbone, "A short context about lighthouses.")
+    b = tokenize_context(tiny_backbone, "A somewhat longer context about old stone lighthouses on the coast.")
+    out = enc.encode([a, b], ["Who built it?", "When?"])
+    assert out.context_states.shape[:2] == (2, len(b))
+    assert out.context_mask.sum(1).tolist() == [len(a), len(b)]
+    assert out.question_mask.any(1).all()
+    other = enc.encode([a], ["What colour is the lamp?"])
+    # the same context read after another question gives other states: the encoder is query-aware
+    assert not torch.allclose(out.context_states[0, : len(a)], other.context_states[0, : len(a)])

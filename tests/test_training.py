@@ -1,0 +1,91 @@
+"""CPU smoke training on the tiny backbone: every stage runs, learns something, and resumes."""
+import json
+import random
+
+import pytest
+import torch
+
+from hyco2.errors import HyCo2Error
+from hyco2.training import StageConfig, Trainer, make_records, read_jsonl, read_qa, read_texts
+from hyco2.training.data import QAExample, split_for_completion
+from tests.conftest import PARAGRAPH
+
+QA = [QAExample(PARAGRAPH, "Who built the lighthouse?", ["Maria Lindqvist"], [PARAGRAPH.index("Maria Lindqvist")]),
+      QAExample(PARAGRAPH, "How many steps does it have?", ["212"], [PARAGRAPH.index("212")])]
+
+
+def test_readers(tmp_path):
+    jl = tmp_path / "qa.jsonl"
+    jl.write_text(json.dumps({"context": PARAGRAPH, "question": "How tall?", "answers": "41 metres"}) + "\n\n")
+    rows = read_jsonl(jl)
+    assert rows[0].answers == ["41 metres"] and rows[0].answer_starts == [PARAGRAPH.index("41 metres")]
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text(PARAGRAPH + "\n\nshort\n\n" + PARAGRAPH)
+    (tmp_path / "docs" / "b.md").write_bytes(b"\x00\x01binary")
+    assert read_texts(tmp_path / "docs") == [PARAGRAPH, PARAGRAPH]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"context": "x"}\n')
+    with pytest.raises(HyCo2Error, match="bad.jsonl:1"):
+        read_jsonl(bad)
+    with pytest.raises(HyCo2Error, match="No such data file"):
+        read_qa(tmp_path / "missing.json")
+
+
+def test_squad_split_by_article():
+    from tests.conftest import SHARED_DATA
+
+    path = SHARED_DATA / "squad-v2-dev-subset.json"
+    train = read_qa(path, exclude={"Southern_California"})
+    test = read_qa(path, include={"Southern_California"})
+    assert train and test
+    assert not {e.context for e in train} & {e.context for e in test}
+
+
+def test_completion_split_targets_the_last_words():
+    prefix, cont = split_for_completion(PARAGRAPH, random.Random(0))
+    assert prefix + cont == PARAGRAPH
+    assert 5 <= len(cont.split()) <= 45
+
+
+def test_every_stage_trains_only_the_adapter_and_resumes(tiny, tmp_path):
+    backbone_before = {k: v.clone() for k, v in tiny.backbone.model.state_dict().items()}
+    rng = random.Random(0)
+    texts = [PARAGRAPH, PARAGRAPH.replace("1872", "1873")]
+    trainer = Trainer(tiny, tmp_path, seed=0)
+    for stage in ("paraphrase", "completion", "instruct"):
+        before = {k: v.clone() for k, v in tiny.model.state_dict().items()}
+        cfg = StageConfig(stage, steps=2, batch_size=2, lr=1e-3, max_target_tokens=8, max_context_tokens=64)
+        summary = trainer.run_stage(cfg, make_records(stage, QA, texts, rng))
+        assert summary["steps_done"] == 2 and summary["skipped_steps"] == 0
+        assert all(v == v for v in summary["final"].values())  # no NaN
+        changed = [k for k, v in tiny.model.state_dict().items() if not torch.equal(v, before[k])]
+        assert any(k.startswith("adapter.") for k in changed)
+        assert any(k.startswith("classifier.") for k in changed) == (stage != "paraphrase")
+    for k, v in tiny.backbone.model.state_dict().items():
+        assert torch.equal(v, backbone_before[k]), f"backbone weight {k} changed"
+    # resume: a stage with saved state at its last step does no further steps
+    cfg = StageConfig("instruct", steps=2, batch_size=2, max_target_tokens=8, max_context_tokens=64)
+    again = trainer.run_stage(cfg, make_records("instruct", QA, texts, rng))
+    assert again["steps_done"] == 2 and again["final"] == {}
+
+
+def test_training_help_explains_the_stages(capsys):
+    from hyco2.training import __main__ as cli
+
+    with pytest.raises(SystemExit) as exc:
+        cli.parse_args(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "paraphrase" in out and "KL" in out and "--exclude-articles" in out
+    assert cli.parse_args(["--out", "x"]).exclude_articles == ["Southern_California"]
+
+
+def test_saliency_labels_ignore_attention_sinks():
+    from hyco2.training.trainer import saliency_labels
+
+    # prompt: 2 tokens, context of 5 at [2, 7), 3 question tokens, then 2 target rows (prompt_len = 10)
+    att = torch.full((12, 12), 0.01)
+    att[:, 2] = 0.5  # context token 0 is a sink: everyone attends to it
+    att[9:11, 5] = 0.4  # only the target rows attend to context token 3
+    y = saliency_labels(att, start=2, n=5, prompt_len=10, n_target=2, top=0.2)
+    assert y.tolist() == [0.0, 0.0, 0.0, 1.0, 0.0]
