@@ -205,19 +205,23 @@ class HyCo2Compressor:
 
     def compress(self, context: str | bytes, question: str | bytes | None = None, *, rate: float | None = None,
                  budget: int | None = None, threshold: float | None = None, method: str = "hyco2",
-                 seed: int = 0) -> CompressionResult:
+                 selector: str = "classifier", seed: int = 0) -> CompressionResult:
         """Compress one context (see :meth:`compress_batch`)."""
         return self.compress_batch([context], [question], rate=rate, budget=budget, threshold=threshold,
-                                   method=method, seed=seed)[0]
+                                   method=method, selector=selector, seed=seed)[0]
 
     def compress_batch(self, contexts: list[str | bytes], questions: list[str | bytes | None] | None = None, *,
                        rate: float | None = None, budget: int | None = None, threshold: float | None = None,
-                       method: str = "hyco2", seed: int = 0, batch_size: int = 8) -> list[CompressionResult]:
+                       method: str = "hyco2", selector: str = "classifier", seed: int = 0,
+                       batch_size: int = 8) -> list[CompressionResult]:
         """Compress many contexts; one backbone forward per batch.
 
         Exactly one of ``rate`` (fraction of context tokens kept verbatim), ``budget`` (kept token
         count) or ``threshold`` (keep words with p ≥ threshold; HyCo2 only); none means the
-        checkpoint's default rate.
+        checkpoint's default rate. ``method`` names the whole method (``hyco2`` or a peer from
+        :func:`hyco2.baselines.available_methods`, kept tokens only); ``selector`` picks HyCo2's
+        hard view: its trained ``classifier`` or any peer's selection (e.g. ``mig``) beside the
+        soft tokens.
         """
         from .baselines import get_selector
 
@@ -226,24 +230,27 @@ class HyCo2Compressor:
             raise InvalidSettingError("Give at most one of rate, budget or threshold.")
         if given == 0:
             rate = self.model.config.default_rate
-        if threshold is not None and method != "hyco2":
+        if threshold is not None and (method != "hyco2" or selector != "classifier"):
             raise InvalidSettingError("threshold mode needs the HyCo2 classifier (method='hyco2').")
+        if method != "hyco2" and selector != "classifier":
+            raise InvalidSettingError("selector only applies to method='hyco2'.")
         if not contexts:
             return []
         questions = list(questions) if questions is not None else [None] * len(contexts)
         if len(questions) != len(contexts):
             raise InvalidSettingError(f"{len(contexts)} contexts but {len(questions)} questions.")
-        selector = None if method == "hyco2" else get_selector(method)
+        peer = None if method == "hyco2" else get_selector(method)
+        hard = None if selector == "classifier" else get_selector(selector)
         results: list[CompressionResult] = []
         for start in range(0, len(contexts), batch_size):
             chunk = [self.tokenize(c) for c in contexts[start:start + batch_size]]
             qs = [self._question(q) for q in questions[start:start + batch_size]]
             with _friendly_oom():
-                results.extend(self._compress_chunk(chunk, qs, rate, budget, threshold, method, selector, seed))
+                results.extend(self._compress_chunk(chunk, qs, rate, budget, threshold, method, peer, hard, seed))
         return results
 
     @torch.no_grad()
-    def _compress_chunk(self, chunk, qs, rate, budget, threshold, method, selector, seed):
+    def _compress_chunk(self, chunk, qs, rate, budget, threshold, method, selector, hard, seed):
         t0 = time.perf_counter()
         soft_all = probs_all = None
         passes = 0
@@ -257,12 +264,16 @@ class HyCo2Compressor:
         else:
             t_enc = t0
         t_model = time.perf_counter()
+        name = method if hard is None else f"{method}+{hard.name}"
         out = []
         for i, (ctx, q) in enumerate(zip(chunk, qs)):
             t_sel = time.perf_counter()
             if selector is None:
                 probs = probs_all[i, : len(ctx)].tolist()
-                if threshold is not None:
+                if hard is not None:
+                    sel = hard.select(self, ctx, q, keep_count(len(ctx), rate, budget), seed=seed)
+                    kept, probs, passes = sel.positions, sel.scores, 1 + sel.forward_passes
+                elif threshold is not None:
                     kept = select_words_by_threshold(probs, ctx.words, threshold)
                 else:
                     kept = select_words_by_budget(probs, ctx.words, keep_count(len(ctx), rate, budget))
@@ -276,7 +287,7 @@ class HyCo2Compressor:
             now = time.perf_counter()
             share = (t_model - t0) / len(chunk)
             out.append(CompressionResult(
-                context=ctx.text, question=q, method=method, kept_positions=kept, kept_token_ids=kept_ids,
+                context=ctx.text, question=q, method=name, kept_positions=kept, kept_token_ids=kept_ids,
                 kept_spans=[ctx.offsets[p] for p in kept], kept_text=kept_text, probabilities=probs,
                 soft_embeddings=soft, context_tokens=len(ctx), cl100k_context_tokens=count_cl100k(ctx.text),
                 cl100k_kept_tokens=count_cl100k(kept_text),

@@ -3,9 +3,15 @@ from __future__ import annotations
 
 from ..errors import InvalidSettingError
 from .base import Selection, Selector
+from .llmlingua import LLMLingua
+from .longllmlingua import LongLLMLingua
+from .mig import MIGSelector
+from .selective_context import SelectiveContext
 from .simple import RandomDrop, Truncate
 
-_REGISTRY: dict[str, type] = {cls.name: cls for cls in (Truncate, RandomDrop)}
+_REGISTRY: dict[str, type] = {
+    cls.name: cls for cls in (Truncate, RandomDrop, SelectiveContext, LLMLingua, LongLLMLingua, MIGSelector)
+}
 
 
 def register(cls: type) -> type:
