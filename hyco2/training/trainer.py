@@ -42,7 +42,8 @@ class StageConfig:
     rates: tuple[float, ...] = (0.1, 0.15, 0.25, 0.4)
     kl_weight: float = 2.0
     saliency_weight: float = 1.0
-    saliency_top: float = 0.15  # share of context tokens labelled salient from teacher attention
+    saliency_top: float = 0.15
+    classifier_lr_mult: float = 10.0  # a fresh head on frozen states takes a larger step than the adapter  # share of context tokens labelled salient from teacher attention
     max_context_tokens: int = 384
     max_target_tokens: int = 48
     save_every: int = 200
@@ -254,7 +255,10 @@ class Trainer:
             raise ValueError(f"stage {cfg.name}: no training records")
         stage_dir = self.out / cfg.name
         params = self.trainable(cfg.name)
-        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
+        head = {id(p) for p in self.c.model.classifier.parameters()}
+        groups = [{"params": [p for p in params if id(p) not in head], "lr": cfg.lr},
+                  {"params": [p for p in params if id(p) in head], "lr": cfg.lr * cfg.classifier_lr_mult}]
+        opt = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=0.01)
         # Linear decay to 0 over plan["total"] steps, 3% warm-up. With a time limit the total is re-sized
         # after 10 steps from the measured speed, so the schedule still ends at 0 when time runs out.
         plan = {"total": cfg.steps}

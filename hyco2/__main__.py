@@ -1,0 +1,99 @@
+"""Command line: ``python -m hyco2 {prepare,compress,answer,methods}``."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .backbone import DEFAULT_BACKBONE, QUANTIZE_CHOICES
+from .errors import HyCo2Error
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", help="a UTF-8 text file with the context ('-' reads standard input)")
+    p.add_argument("-q", "--question", default=None, help="the question (compress: optional)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--rate", type=float, default=None, help="share of context tokens kept verbatim (default 0.15)")
+    g.add_argument("--budget", type=int, default=None, help="number of context tokens kept verbatim")
+    g.add_argument("--threshold", type=float, default=None, help="keep every word with keep probability ≥ this")
+    p.add_argument("--method", default="hyco2", help="hyco2 or a peer (see `python -m hyco2 methods`)")
+    p.add_argument("--model", default=None, help=f"backbone (default {DEFAULT_BACKBONE})")
+    p.add_argument("--checkpoint", default=None, help="HyCo2 checkpoint folder (default: the shipped one)")
+    p.add_argument("--quantize", default="auto", choices=QUANTIZE_CHOICES)
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m hyco2", description="HyCo2 hybrid context compression.")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("prepare", help="convert the packaged default model once (so the first run is fast)")
+    sub.add_parser("methods", help="list the compression methods")
+    c = sub.add_parser("compress", help="compress a text; print the kept text and counts (--json for all)")
+    _common(c)
+    c.add_argument("--json", action="store_true", help="print the full result as JSON")
+    a = sub.add_parser("answer", help="answer a question from the full and the compressed context, side by side")
+    _common(a)
+    a.add_argument("--max-new-tokens", type=int, default=32)
+    return p
+
+
+def _read(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    file = Path(path)
+    if not file.is_file():
+        raise HyCo2Error(f"No such file: {path}")
+    return file.read_bytes()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        if args.command == "prepare":
+            from .backbone import converted_path
+
+            print(f"default backbone ready at {converted_path(DEFAULT_BACKBONE)}")
+            return 0
+        if args.command == "methods":
+            from .baselines import available_methods
+
+            print("\n".join(available_methods()))
+            return 0
+        from .compressor import HyCo2Compressor
+
+        context = _read(args.file)
+        comp = HyCo2Compressor.from_pretrained(args.checkpoint, model=args.model, quantize=args.quantize,
+                                               device=args.device)
+        settings = dict(rate=args.rate, budget=args.budget, threshold=args.threshold, method=args.method)
+        if args.command == "compress":
+            r = comp.compress(context, args.question, **settings)
+            if args.json:
+                print(json.dumps(r.to_dict(), indent=2, ensure_ascii=False))
+            else:
+                print(r.kept_text.strip())
+                print(f"\n[{r.method}] {r.context_tokens} → {r.kept_tokens} kept + {r.soft_tokens} soft tokens "
+                      f"({r.ratio:.1f}x); cl100k {r.cl100k_context_tokens} → {r.cl100k_kept_tokens}"
+                      + ("; UNTRAINED checkpoint" if r.untrained else ""))
+            return 0
+        if not args.question:
+            raise HyCo2Error("answer needs a question: -q 'your question'")
+        full = comp.answer(context, args.question, mode="full", max_new_tokens=args.max_new_tokens)
+        r = comp.compress(context, args.question, **settings)
+        mode = "hybrid" if r.soft_tokens else "hard"
+        small = comp.answer(context, args.question, mode=mode, compression=r, max_new_tokens=args.max_new_tokens)
+        print(f"question:   {args.question}")
+        print(f"full:       {full.text}    [{full.document_tokens} context tokens, {full.latency_s:.2f} s]")
+        print(f"compressed: {small.text}    [{small.document_tokens} tokens = {r.kept_tokens} kept + "
+              f"{r.soft_tokens} soft, {r.ratio:.1f}x, {r.timings['total_s'] + small.latency_s:.2f} s]")
+        print(f"kept:       {r.kept_text.strip()}")
+        return 0
+    except HyCo2Error as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
