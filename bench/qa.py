@@ -70,7 +70,7 @@ def machine() -> str:
 
 
 def run_row(comp: HyCo2Compressor, items, name: str, mode: str, method: str = "hyco2", rate=None,
-            budget_from=None, batch_size: int = 8, max_new_tokens: int = 24) -> dict:
+            budget_from=None, selector: str = "classifier", batch_size: int = 8, max_new_tokens: int = 24) -> dict:
     """Compress (if needed) and answer every item; return the row's scores and costs."""
     contexts, questions = [it.context for it in items], [it.question for it in items]
     compress_s = 0.0
@@ -84,7 +84,8 @@ def run_row(comp: HyCo2Compressor, items, name: str, mode: str, method: str = "h
                 for c, q, ref in zip(contexts, questions, budget_from):
                     comps.append(comp.compress(c, q, budget=ref.compressed_tokens, method=method))
             else:
-                comps = comp.compress_batch(contexts, questions, rate=rate, method=method, batch_size=batch_size)
+                comps = comp.compress_batch(contexts, questions, rate=rate, method=method, selector=selector,
+                                            batch_size=batch_size)
             compress_s = (time.perf_counter() - t0) / len(items)
             passes = sum(c.forward_passes for c in comps) / len(comps)
         answers = comp.answer_batch(contexts, questions, mode, compressions=comps, batch_size=batch_size,
@@ -99,7 +100,7 @@ def run_row(comp: HyCo2Compressor, items, name: str, mode: str, method: str = "h
         "f1": 100 * sum(best_over_golds(f1_score, a.text, g) for a, g in zip(answers, golds)) / n,
         "contains": 100 * sum(best_over_golds(contains, a.text, g) for a, g in zip(answers, golds)) / n,
         "doc_tokens": sum(doc_tokens) / n,
-        "ratio": sum(ctx_tokens) / max(1, sum(doc_tokens)),
+        "ratio": sum(ctx_tokens) / sum(doc_tokens) if sum(doc_tokens) else None,
         "compress_ms": 1000 * compress_s,
         "answer_ms": 1000 * sum(a.latency_s for a in answers) / n,
         "forward_passes": passes,
@@ -115,7 +116,7 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         rate = "-" if r["rate"] is None else f"{r['rate']:.2f}"
         lines.append(f"| {r['row']} | {rate} | {r['em']:.1f} | {r['f1']:.1f} | {r['contains']:.1f} | "
-                     f"{r['doc_tokens']:.0f} | {r['ratio']:.1f}x | {r['compress_ms']:.0f} | {r['answer_ms']:.0f} | "
+                     f"{r['doc_tokens']:.0f} | {'-' if r['ratio'] is None else f'{r["ratio"]:.1f}x'} | {r['compress_ms']:.0f} | {r['answer_ms']:.0f} | "
                      f"{r['forward_passes']:.1f} | {r['peak_mib']:.0f} |")
     return "\n".join(lines)
 
@@ -161,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         hybrid = comp.compress_batch([i.context for i in items], [i.question for i in items], rate=rate,
                                      batch_size=args.batch_size)
         add(run_row(comp, items, "HyCo2 hybrid", "hybrid", rate=rate, **kw))
+        add(run_row(comp, items, "HyCo2 hybrid, MIG selector", "hybrid", rate=rate, selector="mig", **kw))
         add(run_row(comp, items, "HyCo2 hard only", "hard", rate=rate, budget_from=hybrid, **kw))
         for m in methods:
             add(run_row(comp, items, m, "hard", method=m, rate=rate, budget_from=hybrid, **kw))

@@ -20,12 +20,7 @@ mkdir -p /root/m
 if [ "$phase" = part1 ]; then
   cp .gguf1/gg.aa /root/m/ && ls -la /root/m && exit 0
 fi
-cat /root/m/gg.aa .gguf2/gg.ab > /root/m/model.gguf
-echo "$(cat .gguf2/sha256)  /root/m/model.gguf" | sha256sum -c -
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 HYCO2_CACHE=/root/hyco2-cache
-python3 -c "from hyco2.backbone import convert_gguf, cache_dir; convert_gguf('/root/m/model.gguf', cache_dir() / 'backbones' / 'smollm2-135m-instruct')"
-nvidia-smi --query-gpu=name,memory.total --format=csv
+source scripts/gpu_model.sh
 out=${OUT:-runs}/run
 python3 -m hyco2.training --out "$out" --device cuda --qa .data/squad-v1-train-subset.json .data/squad-v2-dev-subset.json \
   --steps 3000 3000 6000 --minutes "${2:-2}" "${3:-1.5}" "${4:-4}" --batch-size 48 --seed 0 "${@:5}" 2>&1 \
