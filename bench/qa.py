@@ -115,8 +115,9 @@ def table(rows: list[dict]) -> str:
     lines = [head]
     for r in rows:
         rate = "-" if r["rate"] is None else f"{r['rate']:.2f}"
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.1f}x"
         lines.append(f"| {r['row']} | {rate} | {r['em']:.1f} | {r['f1']:.1f} | {r['contains']:.1f} | "
-                     f"{r['doc_tokens']:.0f} | {'-' if r['ratio'] is None else f'{r["ratio"]:.1f}x'} | {r['compress_ms']:.0f} | {r['answer_ms']:.0f} | "
+                     f"{r['doc_tokens']:.0f} | {ratio} | {r['compress_ms']:.0f} | {r['answer_ms']:.0f} | "
                      f"{r['forward_passes']:.1f} | {r['peak_mib']:.0f} |")
     return "\n".join(lines)
 
