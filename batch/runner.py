@@ -1,0 +1,298 @@
+"""Compress a folder into the SQLite log: resumable, one transaction per document, faults logged."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import sqlite_utils
+from tqdm.auto import tqdm
+
+import hyco2
+from hyco2.compressor import CompressionResult, HyCo2Compressor
+from hyco2.encoder import GENERIC_INSTRUCTION, tokenize_context
+from hyco2.errors import HyCo2Error, HyCo2OutOfMemoryError
+
+from .documents import DEFAULT_MAX_BYTES, JSON_FIELDS, Found, discover, extract_text, sha256
+
+
+@dataclass
+class BatchSettings:
+    """Everything that changes a compression's output; its hash decides what counts as done."""
+
+    method: str = "hyco2"
+    selector: str = "classifier"
+    rate: float | None = None
+    budget: int | None = None
+    threshold: float | None = None
+    chunk_tokens: int | None = None
+    json_fields: tuple[str, ...] = JSON_FIELDS
+    store_embeddings: bool = False
+    max_bytes: int = DEFAULT_MAX_BYTES
+    seed: int = 0
+
+    def output_key(self, model: str, checkpoint_sha: str) -> str:
+        relevant = {k: v for k, v in asdict(self).items() if k not in ("max_bytes",)}
+        blob = json.dumps({"settings": relevant, "model": model, "checkpoint": checkpoint_sha}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass
+class _Doc:
+    found: Found
+    doc_id: int | None = None
+    items: list[tuple[str | None, int, str]] = field(default_factory=list)  # (question, chunk, text)
+    error: HyCo2Error | None = None
+    results: list[CompressionResult | Exception] = field(default_factory=list)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def checkpoint_sha(comp: HyCo2Compressor) -> str:
+    h = hashlib.sha256()
+    for name, tensor in sorted(comp.model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().float().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def mark_stale_runs(db: sqlite_utils.Database) -> None:
+    """Runs left 'running' by a process that is gone (killed) become 'interrupted'."""
+    for row in db.query("select id, versions from runs where status = 'running'"):
+        pid = json.loads(row["versions"] or "{}").get("pid")
+        if not _pid_alive(pid):
+            db["runs"].update(row["id"], {"status": "interrupted"})
+
+
+def split_chunks(comp: HyCo2Compressor, text: str, limit: int) -> list[str]:
+    """Pieces of at most ``limit`` backbone tokens, cut at paragraph breaks where possible."""
+    ctx = tokenize_context(comp.backbone, text)
+    if len(ctx) <= limit:
+        return [text]
+    chunks, start_tok = [], 0
+    while start_tok < len(ctx):
+        end_tok = min(len(ctx), start_tok + limit)
+        if end_tok < len(ctx):  # prefer the last paragraph break inside the window
+            lo, hi = ctx.offsets[start_tok][0], ctx.offsets[end_tok - 1][1]
+            cut = text.rfind("\n\n", lo, hi)
+            if cut > lo:  # the first token ending after the break starts the next chunk
+                first_after = next((i for i in range(start_tok, end_tok) if ctx.offsets[i][1] > cut), end_tok)
+                if first_after > start_tok:
+                    end_tok = first_after
+        piece = text[ctx.offsets[start_tok][0]:ctx.offsets[end_tok - 1][1]]
+        if piece.strip():
+            chunks.append(piece)
+        start_tok = end_tok
+    return chunks
+
+
+class BatchRunner:
+    def __init__(self, db: sqlite_utils.Database, comp: HyCo2Compressor, settings: BatchSettings,
+                 questions: dict[str, list[str]] | None = None, default_question: str | None = None,
+                 batch_size: int = 8, workers: int = 2, progress: bool = True):
+        self.db, self.comp, self.s = db, comp, settings
+        self.questions = questions or {}
+        self.default_question = default_question
+        self.batch_size = max(1, batch_size)
+        self.workers = max(1, workers)
+        self.progress = progress
+        self.ckpt = checkpoint_sha(comp)
+        self.key = settings.output_key(comp.backbone.name, self.ckpt)
+        self.limit = settings.chunk_tokens or comp.max_context_tokens
+        self.stats = {"done": 0, "skipped": 0, "errors": 0, "tokens_before": 0, "tokens_after": 0}
+
+    # ----------------------------------------------------------------- bookkeeping
+    def _start_run(self, root: Path) -> int:
+        mark_stale_runs(self.db)
+        versions = {"hyco2": hyco2.__version__, "python": platform.python_version(), "pid": os.getpid()}
+        for mod in ("torch", "transformers"):
+            versions[mod] = __import__(mod).__version__
+        return self.db["runs"].insert({
+            "started_at": _now(), "status": "running", "root": str(root), "settings_hash": self.key,
+            "settings": json.dumps(asdict(self.s)), "model": self.comp.backbone.name,
+            "checkpoint": self.comp.checkpoint, "checkpoint_sha256": self.ckpt, "versions": json.dumps(versions),
+        }).last_pk
+
+    def _questions_for(self, rel: str) -> list[str | None]:
+        return list(self.questions.get(rel, [])) or [self.default_question]
+
+    def _done(self, doc_id: int, question: str | None) -> bool:
+        rows = self.db.execute(
+            "select 1 from compressions where document_id = ? and settings_hash = ? and question = ? "
+            "and (status = 'ok' or error_kind = 'input') limit 1", [doc_id, self.key, question or ""]).fetchall()
+        return bool(rows)
+
+    def _read(self, found: Found) -> tuple[Found, bytes | None, HyCo2Error | None]:
+        try:
+            size = found.path.stat().st_size
+            if size > self.s.max_bytes:
+                return found, None, HyCo2Error(f"file is {size} bytes, over --max-bytes {self.s.max_bytes}")
+            return found, found.path.read_bytes(), None
+        except OSError as exc:
+            return found, None, HyCo2Error(f"cannot read: {exc.strerror or exc}")
+
+    # ----------------------------------------------------------------- the run
+    def run(self, root: Path, pattern: str = "**/*") -> dict:
+        root = Path(root)
+        if not root.is_dir():
+            raise HyCo2Error(f"No such folder: {root}")
+        started = time.perf_counter()
+        run_id = self._start_run(root)
+        status = "failed"
+        try:
+            found = discover(root, pattern)
+            with self.db.conn:
+                for f in found:
+                    if f.skip_reason:
+                        self.db["skipped"].insert({"run_id": run_id, "path": f.rel, "reason": f.skip_reason})
+            todo = [f for f in found if not f.skip_reason]
+            bar = tqdm(total=len(todo), unit="doc", disable=not self.progress, desc="compress")
+            pending: list[_Doc] = []
+            with ThreadPoolExecutor(self.workers) as pool:
+                for f, raw, err in pool.map(self._read, todo):
+                    doc = self._prepare(f, raw, err)
+                    if doc is None:
+                        self.stats["skipped"] += 1
+                        bar.update(1)
+                        continue
+                    pending.append(doc)
+                    if sum(len(d.items) for d in pending) >= self.batch_size:
+                        self._flush(run_id, pending, bar)
+                        pending = []
+                if pending:
+                    self._flush(run_id, pending, bar)
+            bar.close()
+            status = "done"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            self.db["runs"].update(run_id, {
+                "finished_at": _now(), "status": status, "documents_done": self.stats["done"],
+                "documents_skipped": self.stats["skipped"], "errors": self.stats["errors"],
+                "wall_seconds": round(time.perf_counter() - started, 3)})
+        return {"run_id": run_id, **self.stats, "seconds": time.perf_counter() - started}
+
+    def _prepare(self, f: Found, raw: bytes | None, err: HyCo2Error | None) -> _Doc | None:
+        """Register the document; None if everything for it is already done."""
+        doc = _Doc(f)
+        if raw is None:
+            digest, size = "unreadable:" + f.rel, 0
+        else:
+            digest, size = sha256(raw), len(raw)
+        existing = list(self.db.query("select id from documents where path = ? and sha256 = ?", [f.rel, digest]))
+        if existing:
+            doc.doc_id = existing[0]["id"]
+        else:
+            with self.db.conn:
+                doc.doc_id = self.db["documents"].insert({
+                    "path": f.rel, "size": size, "sha256": digest,
+                    "mtime": f.path.stat().st_mtime if f.path.exists() else None}).last_pk
+        questions = [q for q in self._questions_for(f.rel) if not self._done(doc.doc_id, q)]
+        if not questions:
+            return None
+        try:
+            if err is not None:
+                raise err
+            text = extract_text(f.path, raw, self.s.json_fields)
+            chunks = split_chunks(self.comp, text, self.limit)
+        except HyCo2Error as exc:
+            doc.error = exc
+            doc.items = [(q, 0, "") for q in questions]
+            return doc
+        doc.items = [(q, i, c) for q in questions for i, c in enumerate(chunks)]
+        return doc
+
+    def _compress(self, items: list[tuple[str | None, int, str]]) -> list[CompressionResult | Exception]:
+        """Compress with the largest batch that fits; on out-of-memory, halve and retry."""
+        size = self.batch_size
+        while True:
+            try:
+                out: list[CompressionResult | Exception] = []
+                for b in range(0, len(items), size):
+                    part = items[b:b + size]
+                    try:
+                        out.extend(self.comp.compress_batch(
+                            [t for _, _, t in part], [q for q, _, _ in part], rate=self.s.rate, budget=self.s.budget,
+                            threshold=self.s.threshold, method=self.s.method, selector=self.s.selector,
+                            seed=self.s.seed, batch_size=size))
+                    except HyCo2OutOfMemoryError:
+                        raise
+                    except HyCo2Error:  # one bad item must not sink its batch: retry one by one
+                        for q, _, t in part:
+                            try:
+                                out.append(self.comp.compress(t, q, rate=self.s.rate, budget=self.s.budget,
+                                                              threshold=self.s.threshold, method=self.s.method,
+                                                              selector=self.s.selector, seed=self.s.seed))
+                            except HyCo2Error as exc:
+                                out.append(exc)
+                return out
+            except HyCo2OutOfMemoryError as exc:
+                if size == 1:
+                    return [exc] * len(items)
+                size = max(1, size // 2)
+                self.batch_size = size
+
+    def _flush(self, run_id: int, docs: list[_Doc], bar) -> None:
+        work = [(d, it) for d in docs if d.error is None for it in d.items]
+        results = self._compress([it for _, it in work]) if work else []
+        for (d, _), r in zip(work, results):
+            d.results.append(r)
+        for d in docs:
+            rows = []
+            for idx, (q, chunk, _) in enumerate(d.items):
+                r = d.error if d.error is not None else d.results[idx]
+                rows.append(self._row(run_id, d.doc_id, q, chunk, r))
+            with self.db.conn:  # the whole document or nothing
+                self.db["compressions"].insert_all(rows, replace=True)
+            if any(row["status"] == "error" for row in rows):
+                self.stats["errors"] += 1
+            else:
+                self.stats["done"] += 1
+            bar.update(1)
+            bar.set_postfix(saved=self.stats["tokens_before"] - self.stats["tokens_after"],
+                            errors=self.stats["errors"])
+
+    def _row(self, run_id: int, doc_id: int, question: str | None, chunk: int, r) -> dict:
+        base = {"run_id": run_id, "document_id": doc_id, "settings_hash": self.key, "chunk": chunk,
+                "question": question or "", "method": self.s.method, "rate": self.s.rate,
+                "budget": self.s.budget, "threshold": self.s.threshold, "created_at": _now()}
+        if isinstance(r, Exception):
+            kind = "runtime" if isinstance(r, HyCo2OutOfMemoryError) else "input"
+            return {**base, "status": "error", "error_kind": kind, "error": str(r)}
+        self.stats["tokens_before"] += r.context_tokens
+        self.stats["tokens_after"] += r.compressed_tokens
+        row = {**base, "status": "ok", "original_tokens": r.context_tokens, "kept_tokens": r.kept_tokens,
+               "soft_tokens": r.soft_tokens, "cl100k_original": r.cl100k_context_tokens,
+               "cl100k_kept": r.cl100k_kept_tokens, "ratio": round(r.ratio, 4), "kept_text": r.kept_text,
+               "kept_positions": json.dumps(r.kept_positions), "encode_s": r.timings.get("encode_s"),
+               "select_s": r.timings.get("select_s"), "total_s": r.timings.get("total_s")}
+        if self.s.store_embeddings and r.soft_embeddings is not None:
+            emb = r.soft_embeddings.numpy().astype(np.float16)
+            row["embeddings"] = emb.tobytes()
+            row["embedding_shape"] = json.dumps(list(emb.shape))
+        return row
+
+
+GENERIC_QUESTION_NOTE = f"Without a question, the encoder reads the instruction {GENERIC_INSTRUCTION!r}."

@@ -1,0 +1,148 @@
+"""Batch mode on real SQLite files with the real default model (no mocks)."""
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from batch.__main__ import main as batch_main
+from tests.conftest import PARAGRAPH, ROOT
+
+pytestmark = pytest.mark.integration
+
+
+def _rows(db: Path, sql: str, args=()):
+    con = sqlite3.connect(db)
+    con.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in con.execute(sql, args)]
+    finally:
+        con.close()
+
+
+@pytest.fixture()
+def folder(tmp_path):
+    d = tmp_path / "docs"
+    (d / "sub").mkdir(parents=True)
+    (d / "good.txt").write_text(PARAGRAPH)
+    (d / "sub" / "page.html").write_text(f"<html><head><script>var x=1;</script></head><body><p>{PARAGRAPH}</p></body></html>")
+    (d / "data.json").write_text(json.dumps({"id": 3, "text": PARAGRAPH}))
+    (d / "lines.jsonl").write_text(json.dumps({"content": PARAGRAPH}) + "\n" + json.dumps({"content": "More."}) + "\n")
+    (d / "empty.txt").write_text("   \n")
+    (d / "binary.txt").write_bytes(b"\x00\x01\x02binary")
+    (d / "latin1.txt").write_bytes("caf\xe9 au lait".encode("latin-1"))
+    (d / "huge.md").write_text("word " * 5000)
+    (d / "image.png").write_bytes(b"\x89PNG....")
+    outside = tmp_path / "secret.txt"
+    outside.write_text("outside the folder")
+    (d / "escape.txt").symlink_to(outside)
+    return d
+
+
+def test_good_and_bad_files_give_the_right_rows(folder, tmp_path):
+    db = tmp_path / "out.db"
+    rc = batch_main(["compress", str(folder), "--db", str(db), "--rate", "0.2", "--max-bytes", "20000",
+                     "--no-progress", "--store-embeddings"])
+    assert rc == 0
+    rows = {r["path"]: r for r in _rows(db, "select d.path, c.* from compressions c join documents d on d.id = c.document_id")}
+    for ok in ("good.txt", "sub/page.html", "data.json", "lines.jsonl"):
+        assert rows[ok]["status"] == "ok", rows[ok]
+        assert rows[ok]["kept_tokens"] == round(0.2 * rows[ok]["original_tokens"])
+        assert json.loads(rows[ok]["embedding_shape"]) == [16, 576]
+        assert len(rows[ok]["embeddings"]) == 16 * 576 * 2
+    assert "var x" not in rows["sub/page.html"]["kept_text"]
+    assert "empty" in rows["empty.txt"]["error"]
+    assert "NUL" in rows["binary.txt"]["error"]
+    assert "UTF-8" in rows["latin1.txt"]["error"]
+    assert "max-bytes" in rows["huge.md"]["error"]
+    skipped = {r["path"]: r["reason"] for r in _rows(db, "select path, reason from skipped")}
+    assert "unsupported" in skipped["image.png"]
+    assert "outside the folder" in skipped["escape.txt"]
+    assert "escape.txt" not in rows
+    run = _rows(db, "select * from runs")[0]
+    assert run["status"] == "done" and run["documents_done"] == 4 and run["errors"] == 4
+    # foreign keys hold and the database opens with sqlite-utils as is
+    import sqlite_utils
+
+    assert sqlite_utils.Database(db)["compressions"].foreign_keys
+
+
+def test_resume_skips_done_and_redoes_changed_files(folder, tmp_path):
+    db = tmp_path / "out.db"
+    args = ["compress", str(folder), "--db", str(db), "--glob", "*.txt", "--budget", "12", "--no-progress"]
+    assert batch_main(args) == 0
+    first = _rows(db, "select count(*) n from compressions")[0]["n"]
+    assert batch_main(args) == 0
+    assert _rows(db, "select count(*) n from compressions")[0]["n"] == first
+    assert _rows(db, "select documents_skipped s from runs where id = 2")[0]["s"] == 4  # good + 3 input errors
+    (folder / "good.txt").write_text(PARAGRAPH + " It was repainted red in 2001.")
+    assert batch_main(args) == 0
+    good = _rows(db, "select c.run_id from compressions c join documents d on d.id = c.document_id "
+                     "where d.path = 'good.txt' and c.status = 'ok' order by c.id")
+    assert [g["run_id"] for g in good] == [1, 3]
+
+
+def test_glob_outside_the_folder_is_refused(folder, tmp_path, capsys):
+    assert batch_main(["compress", str(folder), "--db", str(tmp_path / "x.db"), "--glob", "../*"]) == 2
+    assert "must stay inside the folder" in capsys.readouterr().err
+
+
+def test_long_documents_are_chunked(tmp_path):
+    d = tmp_path / "long"
+    d.mkdir()
+    (d / "long.txt").write_text("\n\n".join([PARAGRAPH] * 4))
+    db = tmp_path / "c.db"
+    assert batch_main(["compress", str(d), "--db", str(db), "--chunk-tokens", "120", "--rate", "0.1",
+                       "--no-progress"]) == 0
+    chunks = _rows(db, "select chunk, original_tokens from compressions order by chunk")
+    assert len(chunks) >= 4 and all(c["original_tokens"] <= 120 for c in chunks)
+
+
+def test_killed_run_resumes_with_each_document_exactly_once(tmp_path):
+    d = tmp_path / "many"
+    d.mkdir()
+    n_docs = 14
+    for i in range(n_docs):
+        (d / f"doc{i:02d}.txt").write_text(PARAGRAPH.replace("1872", str(1800 + i)))
+    db = tmp_path / "kill.db"
+    cmd = [sys.executable, "-m", "batch", "compress", str(d), "--db", str(db), "--rate", "0.2",
+           "--batch-size", "1", "--no-progress"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done_at_kill = 0
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if db.exists():
+            try:
+                done_at_kill = _rows(db, "select count(*) n from compressions")[0]["n"]
+            except sqlite3.OperationalError:
+                done_at_kill = 0
+            if done_at_kill >= 3:
+                break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 0 < done_at_kill < n_docs, "the process must be killed mid-run for this test to mean anything"
+    assert subprocess.run(cmd, cwd=ROOT, capture_output=True).returncode == 0
+    per_doc = _rows(db, "select document_id, count(*) n from compressions where status = 'ok' group by document_id")
+    assert len(per_doc) == n_docs and all(r["n"] == 1 for r in per_doc)
+    runs = _rows(db, "select status from runs order by id")
+    assert runs[0]["status"] == "interrupted" and runs[-1]["status"] == "done"
+
+
+def test_report_and_export(folder, tmp_path, capsys):
+    db = tmp_path / "r.db"
+    batch_main(["compress", str(folder), "--db", str(db), "--glob", "*.txt", "--rate", "0.3", "--no-progress"])
+    capsys.readouterr()
+    assert batch_main(["report", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert "tokens_before" in out and "binary.txt" in out
+    csv_path = tmp_path / "k.csv"
+    assert batch_main(["export", str(db), "--format", "csv", "--out", str(csv_path)]) == 0
+    text = csv_path.read_text()
+    assert text.startswith("path,chunk,question") and "good.txt" in text
+    assert batch_main(["report", str(tmp_path / "nope.db")]) == 2
