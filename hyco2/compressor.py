@@ -329,6 +329,40 @@ class HyCo2Compressor:
         # The first line is the answer; a small backbone tends to keep talking after it.
         return [t.split("\n", 1)[0].strip() for t in texts]
 
+    def generate_stream(self, embeds: torch.Tensor, max_new_tokens: int = 32) -> Iterator[str]:
+        """Greedy decoding of one prompt, yielding the answer so far (first line) as it grows."""
+        import threading
+
+        from transformers import TextIteratorStreamer
+
+        bb = self.backbone
+        streamer = TextIteratorStreamer(bb.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        E, mask = left_pad([embeds])
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                with torch.no_grad():
+                    bb.model.generate(inputs_embeds=E, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                      do_sample=False, pad_token_id=bb.tokenizer.pad_token_id, streamer=streamer)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                errors.append(exc)
+                streamer.end()
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        text = ""
+        for piece in streamer:
+            text += piece
+            yield text.lstrip().split("\n", 1)[0].strip()
+            if "\n" in text.lstrip():
+                break
+        thread.join()
+        if errors:
+            if isinstance(errors[0], torch.OutOfMemoryError):
+                raise HyCo2OutOfMemoryError("The device ran out of memory while answering.") from errors[0]
+            raise errors[0]
+
     def answer(self, context: str | bytes, question: str | bytes, mode: str = "hybrid", *,
                rate: float | None = None, budget: int | None = None, threshold: float | None = None,
                method: str = "hyco2", compression: CompressionResult | None = None,

@@ -1,0 +1,102 @@
+"""The Gradio app: callbacks on the real default model, and the whole page in headless Chromium."""
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.integration
+
+
+def test_examples_come_from_assets():
+    from ui import callbacks
+
+    rows = callbacks.examples()
+    assert len(rows) >= 3 and all(len(r[0]) > 200 and r[1].endswith("?") for r in rows)
+
+
+def test_run_streams_both_answers_and_counts():
+    from ui import callbacks
+
+    context, question, _ = callbacks.examples()[0]
+    outputs = list(callbacks.run(context, question, "rate", 0.2, 32, "hyco2", "smollm2-135m-instruct", 16))
+    assert len(outputs) >= 3  # streamed: several partial updates
+    full, full_info, small, small_info, highlighted, counts, chart = outputs[-1]
+    assert full.strip() and small.strip()
+    assert re.search(r"\d+ context tokens", full_info) and "16 soft" in small_info
+    kept = [t for t, score in highlighted if score > 0]
+    assert "".join(t for t, _ in highlighted) == context.strip() or "".join(t for t, _ in highlighted) == context
+    assert len(kept) == round(0.2 * len(highlighted))
+    assert "compression ratio" in counts and list(chart["count"])[:3] == ["context", "kept", "soft"]
+
+
+@pytest.mark.parametrize("bad, message", [("", "empty"), ("abc\x00def", "NUL")])
+def test_bad_input_is_a_message_not_a_crash(bad, message):
+    import gradio as gr
+
+    from ui import callbacks
+
+    with pytest.raises(gr.Error, match=message):
+        list(callbacks.run(bad, "What?", "rate", 0.2, 32, "hyco2", "smollm2-135m-instruct"))
+    with pytest.raises(gr.Error, match="question is empty"):
+        list(callbacks.run("Some text here.", "  ", "rate", 0.2, 32, "hyco2", "smollm2-135m-instruct"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not shutil.which("chromium") and not shutil.which("/usr/bin/chromium"),
+                    reason="Debian's chromium is not installed (apt-get install chromium)")
+def test_browser_example_to_both_answers(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    port = _free_port()
+    log = open(tmp_path / "app.log", "w")
+    app = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, stdout=log,
+                           stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(url, timeout=1)
+                break
+            except OSError:
+                assert app.poll() is None, (tmp_path / "app.log").read_text()
+                time.sleep(0.5)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=[
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run"])
+            page = browser.new_page(viewport={"width": 1280, "height": 1500})
+            page.goto(url)
+            page.get_by_text("Who built the lighthouse at Karsten Point?").first.click()
+            page.wait_for_function("document.querySelector('#context textarea').value.includes('Karsten')")
+            page.click("#go")
+            page.wait_for_function(
+                "document.querySelector('#compressed-info') && "
+                "document.querySelector('#compressed-info').innerText.includes('compress ')", timeout=180_000)
+            full = page.locator("#full-answer textarea").input_value()
+            small = page.locator("#compressed-answer textarea").input_value()
+            assert full.strip() and small.strip()
+            assert "Karsten Point" in page.locator("#highlighted").inner_text().replace("\n", "")
+            counts = page.locator("#counts").inner_text()
+            ratio = float(re.search(r"compression ratio\s+([\d.]+)x", counts).group(1))
+            context_tokens = int(re.search(r"context \(backbone\)\s+(\d+)", counts).group(1))
+            assert 1.5 < ratio < 20 and 100 < context_tokens < 400
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(ROOT / "docs" / "screenshot.png"), full_page=True)
+            browser.close()
+    finally:
+        app.terminate()
+        app.wait(timeout=30)
+        log.close()

@@ -1,0 +1,139 @@
+"""What the app's buttons do. Every model call goes through the hyco2 library."""
+from __future__ import annotations
+
+import json
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+
+from hyco2.backbone import DEFAULT_BACKBONE, PACKAGED_MODELS, cache_dir
+from hyco2.compressor import HyCo2Compressor
+from hyco2.errors import HyCo2Error
+from hyco2.text import as_text
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES_DIR = ROOT / "assets" / "examples"
+MAX_UPLOAD_BYTES = 2_000_000
+
+
+class AppConfig:
+    """Set once by app.py from flags / environment."""
+
+    model: str | None = None
+    checkpoint: str | None = None
+    quantize: str = "auto"
+    device: str | None = None
+
+
+def installed_models() -> list[str]:
+    """Backbones that load here without a download: the packaged default and converted copies."""
+    names = [AppConfig.model or DEFAULT_BACKBONE]
+    folder = cache_dir() / "backbones"
+    if folder.is_dir():
+        names += [p.name for p in sorted(folder.iterdir()) if (p / "config.json").is_file()]
+    return list(dict.fromkeys(n for n in names if n in PACKAGED_MODELS or Path(n).exists() or n == names[0]))
+
+
+@lru_cache(maxsize=2)
+def get_compressor(model: str) -> HyCo2Compressor:
+    checkpoint = AppConfig.checkpoint if model == (AppConfig.model or DEFAULT_BACKBONE) else None
+    return HyCo2Compressor.from_pretrained(checkpoint, model=model, quantize=AppConfig.quantize,
+                                           device=AppConfig.device)
+
+
+def examples() -> list[list]:
+    """One row per question in assets/questions.jsonl: [context, question, rate]."""
+    rows = []
+    qfile = ROOT / "assets" / "questions.jsonl"
+    for line in qfile.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            item = json.loads(line)
+            rows.append([(EXAMPLES_DIR / item["file"]).read_text(encoding="utf-8").strip(), item["question"], 0.2])
+    return rows
+
+
+def load_file(path: str | None) -> str:
+    """Text of an uploaded .txt/.md file (errors shown to the user, not raised as stack traces)."""
+    import gradio as gr
+
+    if not path:
+        return ""
+    file = Path(path)
+    if file.stat().st_size > MAX_UPLOAD_BYTES:
+        raise gr.Error(f"That file is {file.stat().st_size:,} bytes; the app takes up to {MAX_UPLOAD_BYTES:,}.")
+    try:
+        return as_text(file.read_bytes(), f"file {file.name}")
+    except HyCo2Error as exc:
+        raise gr.Error(str(exc)) from None
+
+
+def highlight(result, offsets: list[tuple[int, int]]) -> list[tuple[str, float]]:
+    """(token text, score) pairs for gr.HighlightedText's shading: kept tokens are red, darker the higher
+    their keep probability (0.4 + 0.6·p); dropped tokens a pale blue that deepens slightly as p falls."""
+    kept = set(result.kept_positions)
+    probs = result.probabilities or [1.0] * len(offsets)
+    out = []
+    for i, (a, b) in enumerate(offsets):
+        p = float(probs[i])
+        out.append((result.context[a:b], round(0.4 + 0.6 * p, 3) if i in kept else -round(0.1 + 0.2 * (1.0 - p), 3)))
+    return out
+
+
+def counts_table(result, full_latency: float, comp_latency: float) -> tuple[str, pd.DataFrame]:
+    saved = result.cl100k_context_tokens - result.cl100k_kept_tokens
+    md = (
+        "| | tokens |\n|---|---|\n"
+        f"| context (backbone) | **{result.context_tokens}** |\n"
+        f"| kept verbatim | **{result.kept_tokens}** |\n"
+        f"| soft tokens | **{result.soft_tokens}** |\n"
+        f"| compression ratio | **{result.ratio:.1f}x** |\n"
+        f"| cl100k: context → kept text | {result.cl100k_context_tokens} → {result.cl100k_kept_tokens} "
+        f"(**{saved} saved**) |\n"
+        f"| latency full / compressed | {full_latency:.2f} s / {comp_latency:.2f} s |"
+    )
+    if result.untrained:
+        md += "\n\n⚠️ This checkpoint is **untrained**: the soft tokens and keep scores are random."
+    frame = pd.DataFrame({
+        "count": ["context", "kept", "soft", "cl100k context", "cl100k kept"],
+        "tokens": [result.context_tokens, result.kept_tokens, result.soft_tokens,
+                   result.cl100k_context_tokens, result.cl100k_kept_tokens],
+    })
+    return md, frame
+
+
+def run(context: str, question: str, control: str, rate: float, budget: float, method: str, model: str,
+        max_new_tokens: int = 32):
+    """Generator for the main button: streams the full answer, then the compressed one."""
+    import gradio as gr
+
+    try:
+        comp = get_compressor(model or DEFAULT_BACKBONE)
+        ctx = comp.tokenize(context)
+        settings = {"rate": float(rate)} if control == "rate" else {"budget": int(budget)}
+        t0 = time.perf_counter()
+        result = comp.compress(context, question, method=method, **settings)
+        t_compress = time.perf_counter() - t0
+        hl = highlight(result, ctx.offsets)
+        full_embeds, n_full = comp.decoder_embeds("full", result.question, ctx)
+        mode = "hybrid" if result.soft_tokens else "hard"
+        small_embeds, n_small = comp.decoder_embeds(mode, result.question, compression=result)
+        full_text = small_text = ""
+        t1 = time.perf_counter()
+        for full_text in comp.generate_stream(full_embeds, max_new_tokens):
+            yield (full_text, f"{n_full} context tokens · {time.perf_counter() - t1:.2f} s", "", "", hl,
+                   gr.skip(), gr.skip())
+        full_latency = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        for small_text in comp.generate_stream(small_embeds, max_new_tokens):
+            yield (full_text, f"{n_full} context tokens · {full_latency:.2f} s", small_text,
+                   f"{n_small} tokens ({result.kept_tokens} kept + {result.soft_tokens} soft) · "
+                   f"{t_compress + time.perf_counter() - t2:.2f} s", hl, gr.skip(), gr.skip())
+        comp_latency = t_compress + time.perf_counter() - t2
+        md, frame = counts_table(result, full_latency, comp_latency)
+        yield (full_text, f"{n_full} context tokens · {full_latency:.2f} s", small_text,
+               f"{n_small} tokens ({result.kept_tokens} kept + {result.soft_tokens} soft) · "
+               f"compress {t_compress:.2f} s + answer {comp_latency - t_compress:.2f} s", hl, md, frame)
+    except HyCo2Error as exc:
+        raise gr.Error(str(exc)) from None

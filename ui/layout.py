@@ -1,0 +1,55 @@
+"""The page: inputs on the left, the two answers side by side, the highlighted context and counts."""
+from __future__ import annotations
+
+import gradio as gr
+
+from hyco2.baselines import available_methods
+
+from . import callbacks
+
+INTRO = """# HyCo2 — hybrid context compression
+A frozen LLM reads your context once; HyCo2 condenses it into a few **soft tokens** (the gist) and keeps
+the most important **tokens verbatim** (the facts). Compare the answer from the full context with the
+answer from the compressed one. Red tokens were kept (darker = higher keep probability); pale blue ones were dropped.
+"""
+
+
+def build() -> gr.Blocks:
+    with gr.Blocks(title="HyCo2 context compression") as demo:
+        gr.Markdown(INTRO)
+        with gr.Row():
+            with gr.Column(scale=3):
+                context = gr.Textbox(label="Context", lines=10, max_lines=20, elem_id="context",
+                                     placeholder="Paste a passage, or upload a .txt / .md file below.")
+                upload = gr.File(label="…or upload a .txt / .md file", file_types=[".txt", ".md"], type="filepath")
+                question = gr.Textbox(label="Question", elem_id="question")
+            with gr.Column(scale=2):
+                control = gr.Radio(["rate", "budget"], value="rate", label="Compression control")
+                rate = gr.Slider(0.05, 1.0, value=0.2, step=0.05, label="Keep rate (share of tokens kept verbatim)")
+                budget = gr.Number(value=32, precision=0, minimum=0, label="Token budget (kept tokens)")
+                method = gr.Dropdown(available_methods(), value="hyco2", label="Method",
+                                     info="hyco2 adds 16 soft tokens; the others keep tokens only")
+                model = gr.Dropdown(callbacks.installed_models(), value=callbacks.installed_models()[0],
+                                    label="Backbone (installed)")
+                go = gr.Button("Compress and answer", variant="primary", elem_id="go")
+        gr.Examples(callbacks.examples(), inputs=[context, question, rate], label="Examples (click one)",
+                    elem_id="examples")
+        with gr.Row():
+            with gr.Column():
+                gr.Markdown("### Full context")
+                full_answer = gr.Textbox(label="Answer", elem_id="full-answer", interactive=False)
+                full_info = gr.Markdown(elem_id="full-info")
+            with gr.Column():
+                gr.Markdown("### Compressed context")
+                comp_answer = gr.Textbox(label="Answer", elem_id="compressed-answer", interactive=False)
+                comp_info = gr.Markdown(elem_id="compressed-info")
+        highlighted = gr.HighlightedText(label="Retained tokens", elem_id="highlighted", show_legend=False,
+                                         combine_adjacent=False)
+        with gr.Row():
+            counts = gr.Markdown(elem_id="counts")
+            chart = gr.BarPlot(x="count", y="tokens", label="Tokens", elem_id="chart", height=240)
+        upload.change(callbacks.load_file, inputs=upload, outputs=context)
+        go.click(callbacks.run, inputs=[context, question, control, rate, budget, method, model],
+                 outputs=[full_answer, full_info, comp_answer, comp_info, highlighted, counts, chart],
+                 concurrency_limit=1)
+    return demo
