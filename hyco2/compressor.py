@@ -146,18 +146,21 @@ class HyCo2Compressor:
         a backbone without a shipped checkpoint) builds a randomly initialised adapter, and every
         result then says ``untrained=True``.
         """
-        ckpt_dir: Path | None
-        if checkpoint is None:
-            ckpt_dir = DEFAULT_CHECKPOINT if (model in (None, DEFAULT_BACKBONE)) else None
-            if ckpt_dir is not None and not (ckpt_dir / "config.json").is_file():
-                ckpt_dir = None
-        elif str(checkpoint) == "untrained":
+        default = DEFAULT_CHECKPOINT if (DEFAULT_CHECKPOINT / "config.json").is_file() else None
+        if str(checkpoint) == "untrained":
             ckpt_dir = None
-        else:
+        elif checkpoint is not None:
             ckpt_dir = Path(checkpoint)
-        if model is None and ckpt_dir is not None:
-            model = HyCo2Config.load(ckpt_dir).backbone if (ckpt_dir / "config.json").is_file() else None
+        else:
+            ckpt_dir = default
+        if model is None and ckpt_dir is not None and (ckpt_dir / "config.json").is_file():
+            model = HyCo2Config.load(ckpt_dir).backbone
         backbone = backbone or load_backbone(model or DEFAULT_BACKBONE, quantize=quantize, device=device)
+        if checkpoint is None and ckpt_dir is not None:
+            # The shipped checkpoint serves any copy of its backbone (e.g. the same model by hub id);
+            # for another backbone there is no trained checkpoint yet.
+            if HyCo2Config.load(ckpt_dir).backbone_fingerprint != backbone.fingerprint():
+                ckpt_dir = None
         if ckpt_dir is not None:
             hyco2 = HyCo2Model.from_pretrained(ckpt_dir, fingerprint=backbone.fingerprint())
             name = str(ckpt_dir)

@@ -32,3 +32,10 @@ def test_full_context_answer_is_right_on_a_simple_question(real):
            "was first reached in 1931 by a team led by Ada Brennan.")
     a = real.answer(ctx, "Who led the first team to reach the summit of Mount Tallis?", mode="full")
     assert "brennan" in a.text.lower()
+
+
+def test_shipped_checkpoint_serves_the_same_model_loaded_from_a_folder(default_model_dir):
+    from hyco2 import HyCo2Compressor
+
+    comp = HyCo2Compressor.from_pretrained(model=str(default_model_dir))  # like a hub id on a Space
+    assert comp.model.config.trained and not comp.untrained

@@ -46,3 +46,9 @@ def test_missing_or_corrupt_checkpoints_are_clear_errors(tiny, tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(CheckpointError):
         HyCo2Model.from_pretrained(tmp_path)
+
+
+def test_default_checkpoint_is_not_used_for_another_backbone(tiny_backbone):
+    comp = HyCo2Compressor.from_pretrained(backbone=tiny_backbone)  # no checkpoint named
+    assert comp.checkpoint == "untrained" and comp.untrained
+    assert comp.compress(PARAGRAPH, "Who built it?", rate=0.2).untrained is True
