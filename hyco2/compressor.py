@@ -202,7 +202,7 @@ class HyCo2Compressor:
     def _question(question: str | bytes | None) -> str | None:
         if question is None:
             return None
-        if isinstance(question, (str, bytes)) and not (question.strip() if isinstance(question, str) else question.strip()):
+        if isinstance(question, (str, bytes)) and not question.strip():
             raise EmptyInputError("The question is empty: pass a question, or None for a generic summary instruction.")
         return as_text(question, "question").strip()
 
