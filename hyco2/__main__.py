@@ -62,8 +62,14 @@ def main(argv: list[str] | None = None) -> int:
 
             print("\n".join(available_methods()))
             return 0
+        from .baselines import available_methods
         from .compressor import HyCo2Compressor
 
+        # cheap checks before the model loads
+        if args.command == "answer" and not args.question:
+            raise HyCo2Error("answer needs a question: -q 'your question'")
+        if args.method not in available_methods():
+            raise HyCo2Error(f"Unknown method {args.method!r}; choose one of: {', '.join(available_methods())}.")
         context = _read(args.file)
         comp = HyCo2Compressor.from_pretrained(args.checkpoint, model=args.model, quantize=args.quantize,
                                                device=args.device)
@@ -78,8 +84,6 @@ def main(argv: list[str] | None = None) -> int:
                       f"({r.ratio:.1f}x); cl100k {r.cl100k_context_tokens} → {r.cl100k_kept_tokens}"
                       + ("; UNTRAINED checkpoint" if r.untrained else ""))
             return 0
-        if not args.question:
-            raise HyCo2Error("answer needs a question: -q 'your question'")
         full = comp.answer(context, args.question, mode="full", max_new_tokens=args.max_new_tokens)
         r = comp.compress(context, args.question, **settings)
         mode = "hybrid" if r.soft_tokens else "hard"

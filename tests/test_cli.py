@@ -1,0 +1,41 @@
+"""``python -m hyco2`` on the real default model."""
+import json
+
+import pytest
+
+from hyco2.__main__ import main
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.integration
+LIGHTHOUSE = str(ROOT / "assets" / "examples" / "lighthouse.txt")
+
+
+def test_compress_json_has_exact_counts(capsys):
+    assert main(["compress", LIGHTHOUSE, "-q", "How tall is the tower?", "--budget", "25", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["kept_tokens"] == 25 and out["soft_tokens"] == 16 and out["untrained"] is False
+    assert out["ratio"].endswith("x")
+
+
+def test_answer_prints_both_sides(capsys):
+    assert main(["answer", LIGHTHOUSE, "-q", "Who built the lighthouse at Karsten Point?", "--rate", "0.2"]) == 0
+    out = capsys.readouterr().out
+    assert "full:" in out and "compressed:" in out and "16 soft" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["compress", "/no/such/file.txt"], "No such file"),
+    (["answer", LIGHTHOUSE], "needs a question"),
+    (["compress", LIGHTHOUSE, "--method", "zip"], "Unknown method"),
+    (["compress", LIGHTHOUSE, "--model", "./missing-model"], "Unknown model"),
+])
+def test_errors_are_one_line_and_exit_2(capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_methods_lists_hyco2_and_peers(capsys):
+    assert main(["methods"]) == 0
+    assert capsys.readouterr().out.split() == ["hyco2", "truncate", "random", "selective-context", "llmlingua",
+                                               "longllmlingua", "mig"]
