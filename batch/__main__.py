@@ -52,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--checkpoint", default=None, help="HyCo2 checkpoint folder (default: the shipped one)")
     c.add_argument("--quantize", default="auto", choices=QUANTIZE_CHOICES)
     c.add_argument("--device", default=None)
-    c.add_argument("--batch-size", type=int, default=8, help="chunks per forward; halves itself on out-of-memory")
+    c.add_argument("--batch-size", type=int, default=None,
+                   help="chunks per forward; halves itself on out-of-memory (default: 1 on CPU, where padding "
+                        "costs more than batching saves, 32 on CUDA; see bench/batch.py)")
     c.add_argument("--workers", type=int, default=2, help="threads that read and extract files")
     c.add_argument("--chunk-tokens", type=int, default=None,
                    help="split longer documents into chunks of this many backbone tokens (default: the window)")
@@ -165,8 +167,9 @@ def main(argv: list[str] | None = None) -> int:
                                  threshold=args.threshold, chunk_tokens=args.chunk_tokens,
                                  json_fields=tuple(args.json_fields), store_embeddings=args.store_embeddings,
                                  max_bytes=args.max_bytes)
+        batch_size = args.batch_size or (32 if comp.backbone.device.type == "cuda" else 1)
         runner = BatchRunner(open_db(args.db), comp, settings, questions=questions, default_question=args.question,
-                             batch_size=args.batch_size, workers=args.workers, progress=not args.no_progress)
+                             batch_size=batch_size, workers=args.workers, progress=not args.no_progress)
         s = runner.run(Path(args.docs_dir), args.glob)
         saved = s["tokens_before"] - s["tokens_after"]
         print(f"run {s['run_id']}: {s['done']} compressed, {s['skipped']} already done, {s['errors']} with errors; "
