@@ -256,14 +256,12 @@ class HyCo2Compressor:
     def _compress_chunk(self, chunk, qs, rate, budget, threshold, method, selector, hard, seed):
         t0 = time.perf_counter()
         soft_all = probs_all = None
-        passes = 0
         if selector is None:
             enc = self.encoder.encode(chunk, qs)
             t_enc = time.perf_counter()
             soft_all = self.model.adapter(enc.context_states, enc.context_mask, enc.question_states,
                                           enc.question_mask).float().cpu()
             probs_all = torch.sigmoid(self.model.classifier(enc.context_states)).float().cpu()
-            passes = 1
         else:
             t_enc = t0
         t_model = time.perf_counter()
@@ -272,15 +270,14 @@ class HyCo2Compressor:
         for i, (ctx, q) in enumerate(zip(chunk, qs)):
             t_sel = time.perf_counter()
             if selector is None:
-                probs = probs_all[i, : len(ctx)].tolist()
+                probs, soft, fwd = probs_all[i, : len(ctx)].tolist(), soft_all[i], 1  # the shared encoder pass
                 if hard is not None:
                     sel = hard.select(self, ctx, q, keep_count(len(ctx), rate, budget), seed=seed)
-                    kept, probs, passes = sel.positions, sel.scores, 1 + sel.forward_passes
+                    kept, probs, fwd = sel.positions, sel.scores, fwd + sel.forward_passes
                 elif threshold is not None:
                     kept = select_words_by_threshold(probs, ctx.words, threshold)
                 else:
                     kept = select_words_by_budget(probs, ctx.words, keep_count(len(ctx), rate, budget))
-                soft, fwd = soft_all[i], passes
             else:
                 n_keep = keep_count(len(ctx), rate, budget)
                 sel = selector.select(self, ctx, q, n_keep, seed=seed)
