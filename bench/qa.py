@@ -1,11 +1,14 @@
 """QA benchmark: full context vs HyCo2 vs ablations vs peers, same backbone, same questions, one run.
 
-    python bench/qa.py                      # Southern_California, rates 0.1 and 0.25, every method
-    python bench/qa.py --limit 40 --methods truncate random
+    python bench/qa.py                                   # SoCal + XQuAD (~1,300 questions), K=1 and K=5
+    python bench/qa.py --limit 60 --paragraphs 1         # a quick CPU check
+    python bench/qa.py --shard 0/4 --out a.json          # a quarter (one GPU each), merged by report.py
 
-Prints a Markdown table and writes JSON (every answer included) to bench/results/.
-Hard-only methods get the same total token budget as HyCo2's hybrid (kept + soft), so each row
-at a rate compares like with like.
+Per row and per question it records the answer, EM, F1, substring match, faithfulness (F1 between
+the row's answer and the full-context answer) and the gold answer's teacher-forced NLL after the row's
+prompt; bench/report.py turns that into means, paired-bootstrap CIs and NLL recovery. ``--paragraphs
+K`` puts each question's paragraph among K-1 others of its article (seeded), so compression has
+distractors to remove. Hard-only methods get the same total budget as HyCo2's hybrid (kept + soft).
 """
 from __future__ import annotations
 
@@ -24,9 +27,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hyco2 import HyCo2Compressor  # noqa: E402
 from hyco2.baselines import available_methods  # noqa: E402
 from hyco2.metrics import best_over_golds, contains, exact_match, f1_score  # noqa: E402
-from hyco2.training.data import read_squad  # noqa: E402
+from hyco2.modeling import HyCo2Model  # noqa: E402
+from hyco2.training.data import read_squad, with_distractors  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SETS = {  # name -> [(file, articles or None for all)]
+    "default": [("squad-v2-dev-subset.json", ["Southern_California"]), ("xquad-en-subset.json", None)],
+    "socal": [("squad-v2-dev-subset.json", ["Southern_California"])],
+    "xquad": [("xquad-en-subset.json", None)],
+    # validation for choosing between training variants: articles of the training pool that the
+    # shipped recipe holds out of SQuAD v1.0 train (never the measurement set)
+    "validation": [("squad-v2-dev-subset.json", ["Normans", "Computational_complexity_theory"])],
+}
+
+
+FIRST = ("truncate", "longllmlingua", "llmlingua")  # measured first, in case a run hits its time limit
 
 
 class PeakMemory:
@@ -69,69 +84,99 @@ def machine() -> str:
     return f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
-def run_row(comp: HyCo2Compressor, items, name: str, mode: str, method: str = "hyco2", rate=None,
-            budget_from=None, selector: str = "classifier", batch_size: int = 8, max_new_tokens: int = 24) -> dict:
-    """Compress (if needed) and answer every item; return the row's scores and costs."""
+def load_items(set_name: str, data_dir: Path):
+    items = []
+    for name, articles in SETS[set_name]:
+        items += read_squad(data_dir / name, include=set(articles) if articles else None)
+    return items
+
+
+def run_row(comp: HyCo2Compressor, items, name: str, mode: str, *, method: str = "hyco2", rate=None,
+            budgets=None, selector: str = "classifier", batch_size: int = 8, max_new_tokens: int = 24,
+            full_answers: list[str] | None = None, tag: str = "") -> tuple[dict, list]:
+    """Compress (if needed), answer and score every item; per-question arrays plus costs."""
     contexts, questions = [it.context for it in items], [it.question for it in items]
-    compress_s = 0.0
-    passes = 0
-    comps = None
+    compress_s, passes, comps = 0.0, 0.0, None
     with PeakMemory(comp.backbone.device) as mem:
         if mode in ("hybrid", "soft", "hard"):
             t0 = time.perf_counter()
-            if budget_from is not None:  # same total budget as the hybrid row
-                comps = []
-                for c, q, ref in zip(contexts, questions, budget_from):
-                    comps.append(comp.compress(c, q, budget=ref.compressed_tokens, method=method))
+            if budgets is not None:  # same total budget as the hybrid row, question by question
+                comps = [comp.compress(c, q, budget=b, method=method) for c, q, b in zip(contexts, questions, budgets)]
             else:
                 comps = comp.compress_batch(contexts, questions, rate=rate, method=method, selector=selector,
                                             batch_size=batch_size)
             compress_s = (time.perf_counter() - t0) / len(items)
             passes = sum(c.forward_passes for c in comps) / len(comps)
+        t0 = time.perf_counter()
         answers = comp.answer_batch(contexts, questions, mode, compressions=comps, batch_size=batch_size,
                                     max_new_tokens=max_new_tokens)
+        answer_s = (time.perf_counter() - t0) / len(items)
+        nll = comp.answer_nll(contexts, questions, [it.answers[0] for it in items], mode, compressions=comps,
+                              batch_size=batch_size)
+    texts = [a.text for a in answers]
     golds = [it.answers for it in items]
-    n = len(items)
-    ctx_tokens = [len(comp.tokenize(c)) for c in contexts]
-    doc_tokens = [a.document_tokens for a in answers]
-    return {
-        "row": name, "mode": mode, "method": method, "rate": rate,
-        "em": 100 * sum(best_over_golds(exact_match, a.text, g) for a, g in zip(answers, golds)) / n,
-        "f1": 100 * sum(best_over_golds(f1_score, a.text, g) for a, g in zip(answers, golds)) / n,
-        "contains": 100 * sum(best_over_golds(contains, a.text, g) for a, g in zip(answers, golds)) / n,
-        "doc_tokens": sum(doc_tokens) / n,
-        "ratio": sum(ctx_tokens) / sum(doc_tokens) if sum(doc_tokens) else None,
-        "compress_ms": 1000 * compress_s,
-        "answer_ms": 1000 * sum(a.latency_s for a in answers) / n,
-        "forward_passes": passes,
+    ref = full_answers if full_answers is not None else texts
+    row = {
+        "row": name, "tag": tag, "mode": mode, "method": method, "rate": rate, "selector": selector,
+        "answers": texts,
+        "em": [best_over_golds(exact_match, t, g) for t, g in zip(texts, golds)],
+        "f1": [best_over_golds(f1_score, t, g) for t, g in zip(texts, golds)],
+        "contains": [best_over_golds(contains, t, g) for t, g in zip(texts, golds)],
+        "faithful": [f1_score(t, r) for t, r in zip(texts, ref)],
+        "nll": nll,
+        "doc_tokens": [a.document_tokens for a in answers],
+        "context_tokens": [len(comp.tokenize(c)) for c in contexts],
+        "compress_ms": 1000 * compress_s, "answer_ms": 1000 * answer_s, "forward_passes": passes,
         "peak_mib": mem.peak,
-        "answers": [a.text for a in answers],
     }
+    return row, comps
 
 
-def table(rows: list[dict]) -> str:
-    head = ("| row | rate | EM | F1 | contains | doc tokens | ratio | compress ms | answer ms | fwd passes | peak MiB |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|")
-    lines = [head]
-    for r in rows:
-        rate = "-" if r["rate"] is None else f"{r['rate']:.2f}"
-        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.1f}x"
-        lines.append(f"| {r['row']} | {rate} | {r['em']:.1f} | {r['f1']:.1f} | {r['contains']:.1f} | "
-                     f"{r['doc_tokens']:.0f} | {ratio} | {r['compress_ms']:.0f} | {r['answer_ms']:.0f} | "
-                     f"{r['forward_passes']:.1f} | {r['peak_mib']:.0f} |")
-    return "\n".join(lines)
+def run_setting(comp: HyCo2Compressor, others: dict[str, HyCo2Compressor], items, k: int, rates, methods,
+                kw, log, rows: list[dict], save) -> None:
+    """Every row for one K: full, none, soft, and per rate hybrid (each checkpoint), MIG, hard, peers.
+    Rows are appended to ``rows`` and saved as they come, so a run stopped at its time limit keeps them."""
+
+    def add(row: dict) -> dict:
+        row["paragraphs"] = k
+        rows.append(row)
+        save()
+        n = len(row["f1"])
+        log(f"  K={k} {row['row']:<34} rate={row['rate']}  F1={100 * sum(row['f1']) / n:.1f}  "
+            f"faithful={100 * sum(row['faithful']) / n:.1f}  nll={sum(row['nll']) / n:.2f}")
+        return row
+
+    full = add(run_row(comp, items, "full context", "full", **kw)[0])
+    kw = {**kw, "full_answers": full["answers"]}
+    add(run_row(comp, items, "no context", "none", **kw)[0])
+    add(run_row(comp, items, "HyCo2 soft only", "soft", rate=rates[0], **kw)[0])
+    for rate in rates:
+        hybrid, comps = run_row(comp, items, "HyCo2 hybrid", "hybrid", rate=rate, **kw)
+        add(hybrid)
+        budgets = [c.compressed_tokens for c in comps]
+        for tag, other in others.items():
+            add(run_row(other, items, f"HyCo2 hybrid ({tag})", "hybrid", rate=rate, tag=tag, **kw)[0])
+        add(run_row(comp, items, "HyCo2 hard only", "hard", rate=rate, budgets=budgets, **kw)[0])
+        for m in sorted(methods, key=lambda m: m not in FIRST):  # the strongest peers first
+            add(run_row(comp, items, m, "hard", method=m, rate=rate, budgets=budgets, **kw)[0])
+        if "mig" in methods:
+            add(run_row(comp, items, "HyCo2 hybrid, MIG selector", "hybrid", rate=rate, selector="mig", **kw)[0])
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=str(SHARED / "squad-v2-dev-subset.json"), help="SQuAD JSON file")
-    p.add_argument("--articles", nargs="*", default=["Southern_California"],
-                   help="article titles to measure on (empty: all)")
+    p.add_argument("--set", choices=sorted(SETS), default="default", help="which questions")
+    p.add_argument("--data-dir", default=str(SHARED), help="folder holding the SQuAD JSON files")
+    p.add_argument("--paragraphs", type=int, nargs="+", default=[1, 5],
+                   help="K: the question's paragraph among K-1 others of its article")
     p.add_argument("--rates", type=float, nargs="+", default=[0.1, 0.25], help="HyCo2 keep rates")
     p.add_argument("--methods", nargs="*", default=None,
                    help=f"hard-selection peers to include (default: all of {available_methods()[1:]})")
     p.add_argument("--limit", type=int, default=None, help="first N questions only (quick runs)")
+    p.add_argument("--shard", default="0/1", help="i/n: measure every n-th question from the i-th (one GPU each)")
     p.add_argument("--checkpoint", default=None, help="HyCo2 checkpoint (default: the shipped one)")
+    p.add_argument("--also", nargs="*", default=[], metavar="TAG=PATH",
+                   help="more checkpoints measured as extra hybrid rows on the same questions")
     p.add_argument("--model", default=None, help="backbone (default: the checkpoint's)")
     p.add_argument("--device", default=None)
     p.add_argument("--batch-size", type=int, default=8)
@@ -140,43 +185,51 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     torch.manual_seed(0)
-    items = read_squad(args.data, include=set(args.articles) if args.articles else None)
+    base = load_items(args.set, Path(args.data_dir))
     if args.limit:
-        items = items[: args.limit]
-    if not items:
+        base = base[: args.limit]
+    shard, shards = (int(x) for x in args.shard.split("/"))
+    if not base:
         print("error: no questions selected", file=sys.stderr)
         return 2
     comp = HyCo2Compressor.from_pretrained(args.checkpoint, model=args.model, device=args.device)
+    others = {}
+    for spec in args.also:
+        tag, path = spec.split("=", 1)
+        model = HyCo2Model.from_pretrained(path, fingerprint=comp.backbone.fingerprint())
+        others[tag] = HyCo2Compressor(comp.backbone, model, checkpoint=path)
     methods = args.methods if args.methods is not None else available_methods()[1:]
     kw = {"batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens}
-    rows = []
 
-    def add(row: dict) -> None:
-        rows.append(row)
-        print(f"  {row['row']:<28} rate={row['rate']}  F1={row['f1']:.1f}  EM={row['em']:.1f}", flush=True)
+    def log(msg: str) -> None:
+        print(msg, flush=True)
 
-    print(f"{len(items)} questions, checkpoint {comp.checkpoint}, on {machine()}", flush=True)
-    add(run_row(comp, items, "full context", "full", **kw))
-    add(run_row(comp, items, "no context", "none", **kw))
-    add(run_row(comp, items, "HyCo2 soft only (16)", "soft", rate=args.rates[0], **kw))
-    for rate in args.rates:
-        hybrid = comp.compress_batch([i.context for i in items], [i.question for i in items], rate=rate,
-                                     batch_size=args.batch_size)
-        add(run_row(comp, items, "HyCo2 hybrid", "hybrid", rate=rate, **kw))
-        add(run_row(comp, items, "HyCo2 hybrid, MIG selector", "hybrid", rate=rate, selector="mig", **kw))
-        add(run_row(comp, items, "HyCo2 hard only", "hard", rate=rate, budget_from=hybrid, **kw))
-        for m in methods:
-            add(run_row(comp, items, m, "hard", method=m, rate=rate, budget_from=hybrid, **kw))
-    text = table(rows)
-    print(f"\n{len(items)} questions of {', '.join(args.articles) or 'all articles'}; machine: {machine()}\n")
-    print(text)
+    log(f"{len(base)} questions (shard {args.shard}), checkpoint {comp.checkpoint}, on {machine()}")
+    rows: list[dict] = []
+    golds: dict[str, list] = {}
+    t0 = time.time()
     dev = "gpu" if comp.backbone.device.type == "cuda" else "cpu"
     out = Path(args.out or Path(__file__).parent / "results" / f"qa-{dev}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": machine(), "questions": len(items), "checkpoint": comp.checkpoint,
-                               "data": Path(args.data).name, "articles": args.articles, "rows": rows,
-                               "golds": [i.answers for i in items]}, indent=1))
-    print(f"\nwrote {out}")
+
+    def save() -> None:
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps({
+            "machine": machine(), "questions": len(base), "shards": [args.shard], "set": args.set,
+            "checkpoint": comp.checkpoint, "also": args.also, "seconds": round(time.time() - t0, 1),
+            "rows": rows, "golds": golds,
+        }))
+        tmp.replace(out)
+
+    for k in args.paragraphs:
+        items = with_distractors(base, k, seed=0)[shard::shards]
+        golds[str(k)] = [it.answers for it in items]
+        run_setting(comp, others, items, k, args.rates, methods, kw, log, rows, save)
+    log(f"wrote {out} in {time.time() - t0:.0f} s")
+    if shards == 1:
+        from report import qa_tables  # noqa: PLC0415 - bench/ is on sys.path when run as a script
+
+        print(qa_tables(json.loads(out.read_text())))
     return 0
 
 

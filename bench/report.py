@@ -1,7 +1,11 @@
 """Turn bench/results/*.json into the README's Markdown tables (so no figure is copied by hand).
 
-    python bench/report.py bench/results/qa-h200.json                  # the QA table
-    python bench/report.py bench/results/qa-cpu-60.json --compare bench/results/qa-h200.json
+    python bench/report.py bench/results/qa-gpu.json               # the QA tables, one per K
+    python bench/report.py --merge a.json b.json c.json d.json --out qa-gpu.json   # shards of one run
+    python bench/report.py old.json --legacy                       # runs made before per-question arrays
+
+Means over questions; CIs are 95% paired bootstraps over questions (hyco2.metrics); "recovery" is
+the share of the gold answer's NLL gap between no context and full context that the row closes.
 """
 from __future__ import annotations
 
@@ -12,47 +16,113 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hyco2.metrics import best_over_golds, f1_score  # noqa: E402
+from hyco2.metrics import mean, nll_recovery, paired_bootstrap_ci  # noqa: E402
 
 NAMES = {"selective-context": "Selective Context", "llmlingua": "LLMLingua", "longllmlingua": "LongLLMLingua",
-         "mig": "COMI MIG"}
+         "mig": "COMI MIG", "truncate": "truncate", "random": "random"}
+PEERS = ("truncate", "llmlingua", "longllmlingua")
 
 
-def qa_table(run: dict) -> str:
-    rows = run["rows"]
-    full = next(r["f1"] for r in rows if r["mode"] == "full")
-    out = ["| row | rate | EM | F1 | F1 vs full | contains | doc tokens | ratio | compress ms | answer ms | fwd passes | peak MiB |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+def merge(runs: list[dict]) -> dict:
+    """Shards of one run → one run. Shards measuring the same K (same rows, disjoint questions) are
+    concatenated question-wise; groups of different K are then put side by side."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        groups.setdefault(tuple(sorted(r["golds"])), []).append(r)
+    merged = [_merge_same(g) for _, g in sorted(groups.items())]
+    out = dict(merged[0])
+    out["rows"] = [row for m in merged for row in m["rows"]]
+    out["golds"] = {k: v for m in merged for k, v in m["golds"].items()}
+    out["shards"] = [s for m in merged for s in m["shards"]]
+    out["seconds"] = max(m["seconds"] for m in merged)
+    return out
+
+
+def _merge_same(runs: list[dict]) -> dict:
+    first = runs[0]
+    out = {**first, "shards": [s for r in runs for s in r["shards"]], "seconds": max(r["seconds"] for r in runs)}
+    out["golds"] = {k: [g for r in runs for g in r["golds"][k]] for k in first["golds"]}
+    rows = []
+    common = min(len(r["rows"]) for r in runs)  # a shard stopped at its time limit has fewer rows
+    for i, row in enumerate(first["rows"][:common]):
+        parts = [r["rows"][i] for r in runs]
+        assert all(p["row"] == row["row"] and p["rate"] == row["rate"] for p in parts), row["row"]
+        merged = dict(row)
+        for key, value in row.items():
+            if isinstance(value, list):
+                merged[key] = [v for p in parts for v in p[key]]
+            elif key in ("compress_ms", "answer_ms", "forward_passes"):
+                n = [len(p["f1"]) for p in parts]
+                merged[key] = sum(p[key] * m for p, m in zip(parts, n)) / sum(n)
+            elif key == "peak_mib":
+                merged[key] = max(p[key] for p in parts)
+        rows.append(merged)
+    out["rows"] = rows
+    return out
+
+
+def _name(r: dict) -> str:
+    return NAMES.get(r["row"], r["row"])
+
+
+def qa_table(rows: list[dict]) -> str:
+    full = next(r for r in rows if r["mode"] == "full")
+    none = next(r for r in rows if r["mode"] == "none")
+    n_full, n_none = mean(full["nll"]), mean(none["nll"])
+    out = ["| row | rate | F1 | ΔF1 vs full [95% CI] | EM | faithful | gold NLL | recovery | contains | doc tokens "
+           "| ratio | compress ms | fwd passes |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         rate = "-" if r["rate"] is None or r["mode"] == "soft" else f"{r['rate']:.2f}"
-        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.1f}x"
-        name = NAMES.get(r["row"], r["row"])
-        out.append(f"| {name} | {rate} | {r['em']:.1f} | {r['f1']:.1f} | {100 * r['f1'] / full:.0f}% | "
-                   f"{r['contains']:.1f} | {r['doc_tokens']:.0f} | {ratio} | {r['compress_ms']:.0f} | "
-                   f"{r['answer_ms']:.0f} | {r['forward_passes']:.1f} | {r['peak_mib']:.0f} |")
+        doc, ctx = sum(r["doc_tokens"]), sum(r["context_tokens"])
+        ratio = f"{ctx / doc:.1f}x" if doc and r["mode"] != "full" else ("1.0x" if r["mode"] == "full" else "-")
+        if r is full:
+            delta = "-"
+        else:
+            lo, hi = paired_bootstrap_ci(r["f1"], full["f1"])
+            delta = f"{100 * (mean(r['f1']) - mean(full['f1'])):+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+        rec = nll_recovery(mean(r["nll"]), n_none, n_full)
+        out.append(f"| {_name(r)} | {rate} | {100 * mean(r['f1']):.1f} | {delta} | {100 * mean(r['em']):.1f} | "
+                   f"{100 * mean(r['faithful']):.1f} | {mean(r['nll']):.2f} | {100 * rec:.0f}% | "
+                   f"{100 * mean(r['contains']):.1f} | {doc / len(r['f1']):.0f} | {ratio} | {r['compress_ms']:.0f} | "
+                   f"{r['forward_passes']:.1f} |")
     return "\n".join(out)
 
 
-def compare(a: dict, b: dict) -> str:
-    """F1 of each row of ``a`` next to ``b``'s F1 on the same (first len(a)) questions."""
-    n = a["questions"]
-    golds = a["golds"]
-    out = [f"| row | rate | F1, {a['machine'][:28]} | F1, {b['machine'][:28]} (same {n} questions) |", "|---|---|---|---|"]
-    for ra, rb in zip(a["rows"], b["rows"]):
-        assert ra["row"] == rb["row"] and ra["rate"] == rb["rate"], (ra["row"], rb["row"])
-        f1b = 100 * sum(best_over_golds(f1_score, p, g) for p, g in zip(rb["answers"][:n], golds)) / n
-        rate = "-" if ra["rate"] is None or ra["mode"] == "soft" else f"{ra['rate']:.2f}"
-        out.append(f"| {NAMES.get(ra['row'], ra['row'])} | {rate} | {ra['f1']:.1f} | {f1b:.1f} |")
+def wins(rows: list[dict]) -> str:
+    """HyCo2 hybrid minus each peer (and truncation), F1 points with the paired 95% CI, per rate."""
+    out = ["| rate | hybrid F1 | vs | their F1 | hybrid − them [95% CI] | significant |", "|---|---|---|---|---|---|"]
+    for h in (r for r in rows if r["row"] == "HyCo2 hybrid"):
+        for r in rows:
+            if r["rate"] != h["rate"] or r["mode"] != "hard" or r is h:
+                continue
+            lo, hi = paired_bootstrap_ci(h["f1"], r["f1"])
+            sig = "yes, ahead" if lo > 0 else ("yes, behind" if hi < 0 else "no")
+            out.append(f"| {h['rate']:.2f} | {100 * mean(h['f1']):.1f} | {_name(r)} | {100 * mean(r['f1']):.1f} | "
+                       f"{100 * (mean(h['f1']) - mean(r['f1'])):+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] | {sig} |")
     return "\n".join(out)
+
+
+def qa_tables(run: dict) -> str:
+    parts = [f"{len(next(iter(run['golds'].values())))} questions ({run.get('set', '')}), {run['machine']}, "
+             f"checkpoint {Path(run['checkpoint']).name}, {run['seconds']:.0f} s"]
+    for k in sorted({r["paragraphs"] for r in run["rows"]}):
+        rows = [r for r in run["rows"] if r["paragraphs"] == k]
+        parts += [f"\n#### K = {k} paragraph{'s' if k > 1 else ''}\n", qa_table(rows), "", wins(rows)]
+    return "\n".join(parts)
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("result")
-    p.add_argument("--compare", default=None, help="another run of the same rows (first N questions matched)")
+    p.add_argument("results", nargs="+", help="one run, or its shards with --merge")
+    p.add_argument("--merge", action="store_true", help="merge shards of one run")
+    p.add_argument("--out", default=None, help="where --merge writes the merged run")
     args = p.parse_args()
-    run = json.loads(Path(args.result).read_text())
-    print(compare(run, json.loads(Path(args.compare).read_text())) if args.compare else qa_table(run))
+    runs = [json.loads(Path(f).read_text()) for f in args.results]
+    run = merge(runs) if args.merge else runs[0]
+    if args.merge and args.out:
+        Path(args.out).write_text(json.dumps(run))
+    print(qa_tables(run))
     return 0
 
 

@@ -13,6 +13,7 @@ import torch
 from .backbone import DEFAULT_BACKBONE, Backbone, load_backbone
 from .config import HyCo2Config
 from .counting import count_cl100k
+from .decoder import forward_on_targets, target_nll
 from .encoder import ContextEncoder, TokenizedContext, tokenize_context
 from .errors import ContextTooLongError, EmptyInputError, HyCo2OutOfMemoryError, InvalidSettingError
 from .modeling import HyCo2Model
@@ -259,9 +260,8 @@ class HyCo2Compressor:
         if selector is None:
             enc = self.encoder.encode(chunk, qs)
             t_enc = time.perf_counter()
-            soft_all = self.model.adapter(enc.context_states, enc.context_mask, enc.question_states,
-                                          enc.question_mask).float().cpu()
-            probs_all = torch.sigmoid(self.model.classifier(enc.context_states)).float().cpu()
+            soft_all, logits = self.model(enc)
+            soft_all, probs_all = soft_all.float().cpu(), torch.sigmoid(logits).float().cpu()
         else:
             t_enc = t0
         t_model = time.perf_counter()
@@ -401,3 +401,28 @@ class HyCo2Compressor:
             answers.extend(Answer(t, mode, int(e.shape[0]), d, latency, c)
                            for t, e, d, c in zip(texts, embeds, docs, comps))
         return answers
+
+    @torch.no_grad()
+    def answer_nll(self, contexts: list[str | bytes], questions: list[str | bytes], targets: list[str],
+                   mode: str = "hybrid", *, compressions: list[CompressionResult] | None = None,
+                   batch_size: int = 8) -> list[float]:
+        """Teacher-forced mean NLL per token of each ``target`` as the answer, right after the prompt
+        of ``mode`` (no end-of-turn token): how strongly the decoder's input supports that answer.
+
+        ``compressions`` must be given for the compressed modes (as returned by :meth:`compress_batch`).
+        """
+        mode = MODE_ALIASES.get(mode, mode)
+        if mode in ("hybrid", "soft", "hard") and compressions is None:
+            raise InvalidSettingError(f"answer_nll(mode={mode!r}) needs the compressions to score.")
+        qs = [self._question(q) for q in questions]
+        out: list[float] = []
+        for start in range(0, len(contexts), batch_size):
+            idx = range(start, min(start + batch_size, len(contexts)))
+            prompts = [self.decoder_embeds(mode, qs[i], self.tokenize(contexts[i]) if mode == "full" else None,
+                                           compressions[i] if compressions is not None else None)[0]
+                       for i in idx]
+            tgt = [self.backbone.tokenizer(targets[i], add_special_tokens=False)["input_ids"] for i in idx]
+            with _friendly_oom():
+                logits, tids, tmask, _, _ = forward_on_targets(self.backbone.model, prompts, tgt)
+            out.extend(target_nll(logits, tids, tmask).tolist())
+        return out

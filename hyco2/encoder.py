@@ -86,16 +86,21 @@ class ContextEncoder:
             ids[i, : len(seq)] = torch.tensor(seq)
             mask[i, : len(seq)] = 1
         out = bb.model.base_model(input_ids=ids.to(bb.device), attention_mask=mask.to(bb.device))
-        states = out.last_hidden_state.float()
-        Lq, Lc = max(map(len, q_ids)), max(map(len, contexts))
-        D = states.shape[-1]
-        qs = states.new_zeros((B, Lq, D))
-        cs = states.new_zeros((B, Lc, D))
-        qm = torch.zeros((B, Lq), dtype=torch.bool, device=states.device)
-        cm = torch.zeros((B, Lc), dtype=torch.bool, device=states.device)
-        for i, (q, c) in enumerate(zip(q_ids, contexts)):
-            qs[i, : len(q)] = states[i, : len(q)]
-            qm[i, : len(q)] = True
-            cs[i, : len(c)] = states[i, len(q) : len(q) + len(c)]
-            cm[i, : len(c)] = True
-        return EncodedBatch(cs, cm, qs, qm)
+        return split_states(out.last_hidden_state.float(), [len(q) for q in q_ids], [len(c) for c in contexts])
+
+
+def split_states(states: torch.Tensor, q_lens: list[int], c_lens: list[int]) -> EncodedBatch:
+    """Cut ``[question][context]`` rows of (B, L, D) states into two right-padded parts, with one gather
+    each (no per-example copies: this runs on every training step)."""
+    dev = states.device
+    ql = torch.tensor(q_lens, device=dev)
+    cl = torch.tensor(c_lens, device=dev)
+    Lq, Lc = max(q_lens), max(max(c_lens), 1)
+    qpos = torch.arange(Lq, device=dev)[None, :].expand(len(q_lens), -1)
+    cpos = torch.arange(Lc, device=dev)[None, :] + ql[:, None]
+    qm, cm = qpos < ql[:, None], torch.arange(Lc, device=dev)[None, :] < cl[:, None]
+    last = states.shape[1] - 1
+    D = states.shape[-1]
+    qs = torch.gather(states, 1, qpos.clamp(max=last)[..., None].expand(-1, -1, D)) * qm[..., None]
+    cs = torch.gather(states, 1, cpos.clamp(max=last)[..., None].expand(-1, -1, D)) * cm[..., None]
+    return EncodedBatch(cs, cm, qs, qm)

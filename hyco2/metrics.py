@@ -38,3 +38,35 @@ def contains(prediction: str, gold: str) -> float:
 
 def best_over_golds(metric, prediction: str, golds: list[str]) -> float:
     return max(metric(prediction, g) for g in golds)
+
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
+
+
+def paired_bootstrap_ci(a: list[float], b: list[float] | None = None, samples: int = 2000,
+                        seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Confidence interval of mean(a) − mean(b) over the same questions (or of mean(a) alone).
+
+    Resamples question indices with replacement, so the pairing between two systems' scores on one
+    question is kept: that is what makes a small gap between close rows measurable.
+    """
+    import torch
+
+    n = len(a)
+    if n == 0:
+        return float("nan"), float("nan")
+    diff = torch.tensor(a, dtype=torch.float64)
+    if b is not None:
+        diff = diff - torch.tensor(b, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(seed)
+    means = diff[torch.randint(n, (samples, n), generator=gen)].mean(1)
+    lo, hi = torch.quantile(means, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64))
+    return float(lo), float(hi)
+
+
+def nll_recovery(nll_row: float, nll_none: float, nll_full: float) -> float:
+    """Share of the likelihood gap between no context and full context that a compressed input closes:
+    1 = as good as full context, 0 = no better than no context (can be < 0 or > 1)."""
+    gap = nll_none - nll_full
+    return (nll_none - nll_row) / gap if gap else float("nan")

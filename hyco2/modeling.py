@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -12,6 +13,9 @@ from .adapter import HybridAdapter
 from .errors import BackboneMismatchError, CheckpointError
 from .selector import RetentionClassifier
 
+if TYPE_CHECKING:
+    from .encoder import EncodedBatch
+
 
 class HyCo2Model(nn.Module):
     """Adapter + classifier. The backbone is not part of it: checkpoints stay a few MB."""
@@ -21,6 +25,15 @@ class HyCo2Model(nn.Module):
         self.config = config
         self.adapter = HybridAdapter(config)
         self.classifier = RetentionClassifier(config)
+
+    def forward(self, encoded: "EncodedBatch") -> tuple[torch.Tensor, torch.Tensor]:
+        """Soft tokens (B, k, D) and keep logits (B, Lc) from one encoder pass.
+
+        Inference and training both call this, so a wrapper (DDP, autocast) sees one module call.
+        """
+        soft = self.adapter(encoded.context_states, encoded.context_mask, encoded.question_states,
+                            encoded.question_mask)
+        return soft, self.classifier(encoded.context_states)
 
     def save_pretrained(self, folder: str | Path, dtype: torch.dtype = torch.float16) -> None:
         folder = Path(folder)

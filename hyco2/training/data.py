@@ -4,6 +4,7 @@ Everything is read at run time from the user's files; nothing is bundled.
 """
 from __future__ import annotations
 
+import gzip
 import json
 import random
 from dataclasses import dataclass, field
@@ -22,14 +23,28 @@ class QAExample:
     answers: list[str]
     answer_starts: list[int] = field(default_factory=list)  # character offsets, -1 if unknown
     source: str = ""  # e.g. the SQuAD article title, for splitting by article
+    gold_start: int = 0  # where the paragraph holding the answer starts in ``context`` (characters)
+    gold_paragraph: str | None = None  # that paragraph, when ``context`` holds distractors too
+
+    @property
+    def paragraph(self) -> str:
+        """The paragraph the question was written for (the whole context when it has no distractors)."""
+        return self.context if self.gold_paragraph is None else self.gold_paragraph
+
+
+def _read_json(path: Path):
+    """JSON, gzip-compressed or not (``.gz``)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        return json.load(fh)
 
 
 def read_squad(path: str | Path, include: set[str] | None = None, exclude: set[str] | None = None,
                answerable_only: bool = True) -> list[QAExample]:
     """SQuAD v1/v2 JSON → examples; ``include``/``exclude`` select articles by title."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))["data"]
-    except (OSError, KeyError, json.JSONDecodeError) as exc:
+        data = _read_json(Path(path))["data"]
+    except (OSError, KeyError, json.JSONDecodeError, EOFError) as exc:
         raise HyCo2Error(f"Cannot read SQuAD file {path}: {exc}") from None
     out = []
     for article in data:
@@ -49,7 +64,7 @@ def read_squad(path: str | Path, include: set[str] | None = None, exclude: set[s
 
 
 def squad_titles(path: str | Path) -> list[str]:
-    return [a.get("title", "") for a in json.loads(Path(path).read_text(encoding="utf-8"))["data"]]
+    return [a.get("title", "") for a in _read_json(Path(path))["data"]]
 
 
 def read_jsonl(path: str | Path) -> list[QAExample]:
@@ -71,17 +86,28 @@ def read_jsonl(path: str | Path) -> list[QAExample]:
 
 
 def read_qa(path: str | Path, **kwargs) -> list[QAExample]:
-    """By file type: ``.jsonl`` → JSONL, ``.json`` → SQuAD."""
+    """By file type: ``.jsonl`` → JSONL, ``.json`` / ``.json.gz`` → SQuAD."""
     path = Path(path)
     if not path.exists():
         raise HyCo2Error(f"No such data file: {path}")
     return read_jsonl(path) if path.suffix == ".jsonl" else read_squad(path, **kwargs)
 
 
-def read_texts(path: str | Path, min_chars: int = 200) -> list[str]:
-    """Paragraph-sized texts from a text file, a folder of them, or the contexts of a QA file."""
+def read_texts(path: str | Path, min_chars: int = 200, limit: int | None = None) -> list[str]:
+    """Paragraph-sized texts from a text file, a folder of them, the contexts of a QA file, or a
+    ``.jsonl.gz`` of ``{"text": ...}`` articles (the shared Wikipedia/Wikinews dumps); ``limit`` caps
+    how many paragraphs are read (the dumps hold millions)."""
     path = Path(path)
-    if path.suffix in (".json", ".jsonl"):
+    if path.name.endswith(".jsonl.gz"):
+        out = []
+        with gzip.open(path, "rt", encoding="utf-8") as fh:
+            for line in fh:
+                text = json.loads(line).get("text", "")
+                out.extend(p.strip() for p in text.split("\n") if len(p.strip()) >= min_chars)
+                if limit is not None and len(out) >= limit:
+                    return out[:limit]
+        return out
+    if path.suffix in (".json", ".jsonl") or path.name.endswith(".json.gz"):
         seen, out = set(), []
         for ex in read_qa(path):
             if ex.context not in seen:
@@ -104,3 +130,41 @@ def split_for_completion(text: str, rng: random.Random, min_words: int = 5, max_
     words = text.split(" ")
     n = rng.randint(min_words, max(min_words, min(max_words, len(words) // 3)))
     return " ".join(words[:-n]), " " + " ".join(words[-n:])
+
+
+def with_distractors(examples: list[QAExample], k: int, seed: int = 0,
+                     max_chars: int | None = None) -> list[QAExample]:
+    """Each question's paragraph among ``k - 1`` others, in a seeded order, joined by blank lines.
+
+    Distractors come from the same article (``source``) first, then from other articles when the
+    article is too short; ``answer_starts`` are shifted to the new context. ``max_chars`` drops
+    distractors (never the gold paragraph) until the context fits. Deterministic for a seed.
+    """
+    if k <= 1:
+        return list(examples)
+    by_source: dict[str, list[str]] = {}
+    for ex in examples:
+        paras = by_source.setdefault(ex.source, [])
+        if ex.paragraph not in paras:
+            paras.append(ex.paragraph)
+    all_paras = [p for paras in by_source.values() for p in paras]
+    out = []
+    for n, ex in enumerate(examples):
+        rng = random.Random(f"{seed}:{n}:{ex.question}")
+        gold = ex.paragraph
+        same = [p for p in by_source[ex.source] if p != gold]
+        rng.shuffle(same)
+        chosen = same[: k - 1]
+        while len(chosen) < k - 1 and len(all_paras) > len(chosen) + 1:
+            p = rng.choice(all_paras)
+            if p != gold and p not in chosen:
+                chosen.append(p)
+        if max_chars is not None:
+            while chosen and len(gold) + sum(len(p) + 2 for p in chosen) > max_chars:
+                chosen.pop()
+        chosen.insert(rng.randint(0, len(chosen)), gold)
+        context = "\n\n".join(chosen)
+        shift = sum(len(p) + 2 for p in chosen[: chosen.index(gold)])
+        out.append(QAExample(context, ex.question, list(ex.answers),
+                             [s + shift if s >= 0 else s for s in ex.answer_starts], ex.source, shift, gold))
+    return out

@@ -1,4 +1,5 @@
-"""The three training stages over a frozen backbone (see docs/DESIGN.md, "Training stages").
+"""The two pretraining stages over a frozen backbone (see docs/DESIGN.md, "Training stages");
+stage 3, instruction tuning, is in distill.py.
 
 One step: the frozen backbone encodes the contexts (no grad); the adapter makes soft tokens and the
 classifier keep probabilities (grad); the student decoder reads soft + kept tokens and is scored on
@@ -22,14 +23,16 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..compressor import HyCo2Compressor
+from ..decoder import attention_implementation, forward_on_targets
 from ..encoder import TokenizedContext, tokenize_context
 from ..prompting import (COMPLETION_INSTRUCTION, KEPT, PARAPHRASE_INSTRUCTIONS, SOFT, embed_prompt,
-                         prompt_parts, qa_user_text)
+                         prompt_parts)
 from ..selector import keep_count, select_words_by_budget
-from .data import QAExample, split_for_completion
+from .data import split_for_completion
 
 log = logging.getLogger(__name__)
 STAGES = ("paraphrase", "completion", "instruct")
+PRETRAINING = STAGES[:2]  # run here; stage 3 runs in distill.py (cached teacher, vectorised step)
 
 
 @dataclass
@@ -61,7 +64,7 @@ class Record:
     answer_spans: list[tuple[int, int]] = field(default_factory=list)  # characters labelled "keep"
 
 
-def make_records(stage: str, qa: list[QAExample], texts: list[str], rng: random.Random) -> list[Record]:
+def make_records(stage: str, texts: list[str], rng: random.Random) -> list[Record]:
     recs: list[Record] = []
     if stage == "paraphrase":
         for t in texts:
@@ -74,13 +77,9 @@ def make_records(stage: str, qa: list[QAExample], texts: list[str], rng: random.
                 continue
             recs.append(Record(prefix, COMPLETION_INSTRUCTION, f"Document: {SOFT}{KEPT}\n{COMPLETION_INSTRUCTION}",
                                f"Document: {KEPT}\n{COMPLETION_INSTRUCTION}", cont))
-    elif stage == "instruct":
-        for ex in qa:
-            spans = [(s, s + len(a)) for a, s in zip(ex.answers, ex.answer_starts) if s >= 0]
-            recs.append(Record(ex.context, ex.question, qa_user_text(ex.question, SOFT + KEPT),
-                               qa_user_text(ex.question, KEPT), ex.answers[0], spans))
     else:
-        raise ValueError(f"unknown stage {stage!r}; one of {STAGES}")
+        raise ValueError(f"make_records builds the pretraining stages {PRETRAINING}; stage 3 ({stage!r}) "
+                         "trains through hyco2.training.distill")
     return recs
 
 
@@ -98,39 +97,6 @@ def _span_labels(ctx: TokenizedContext, spans: list[tuple[int, int]]) -> torch.T
             if a < e and b > s:
                 y[i] = 1.0
     return y
-
-
-def forward_on_targets(model, prompts: list[torch.Tensor], targets: list[list[int]],
-                       want_attention: bool = False):
-    """Run ``[prompt][target]`` sequences, right-padded, and score only the target positions.
-
-    Right padding keeps every query row attending to at least one real token (fully masked rows
-    give NaN gradients), and gathering the hidden states before the LM head avoids (B, T, V) logits.
-    Returns target logits (B, Tt, V), target ids and mask, each prompt's length, and attentions.
-    """
-    B, D = len(prompts), prompts[0].shape[-1]
-    lens = [p.shape[0] for p in prompts]
-    T = max(n + len(t) for n, t in zip(lens, targets))
-    Tt = max(len(t) for t in targets)
-    dev, dtype = prompts[0].device, prompts[0].dtype
-    emb_layer = model.get_input_embeddings()
-    E = torch.zeros((B, T, D), device=dev, dtype=dtype)
-    mask = torch.zeros((B, T), device=dev, dtype=torch.long)
-    tmask = torch.zeros((B, Tt), device=dev, dtype=torch.bool)
-    tids = torch.zeros((B, Tt), device=dev, dtype=torch.long)
-    where = torch.zeros((B, Tt), device=dev, dtype=torch.long)
-    for i, (p, t, n) in enumerate(zip(prompts, targets, lens)):
-        ids = torch.tensor(t, device=dev)
-        E[i, :n] = p
-        E[i, n:n + len(t)] = emb_layer(ids).to(dtype)
-        mask[i, : n + len(t)] = 1
-        tmask[i, : len(t)] = True
-        tids[i, : len(t)] = ids
-        where[i, : len(t)] = torch.arange(n - 1, n - 1 + len(t), device=dev)  # position n-1+j predicts j
-    out = model.base_model(inputs_embeds=E, attention_mask=mask, output_attentions=want_attention)
-    h = torch.gather(out.last_hidden_state, 1, where[..., None].expand(-1, -1, out.last_hidden_state.shape[-1]))
-    logits = model.get_output_embeddings()(h).float()
-    return logits, tids, tmask, lens, (out.attentions if want_attention else None)
 
 
 def saliency_labels(att: torch.Tensor, start: int, n: int, prompt_len: int, n_target: int,
@@ -168,13 +134,6 @@ class Trainer:
         if self.device.type == "cuda":
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
-
-    def _set_attention(self, impl: str) -> None:
-        model = self.bb.model
-        try:
-            model.set_attn_implementation(impl)
-        except (AttributeError, ValueError):
-            model.config._attn_implementation = impl
 
     def trainable(self, stage: str) -> list[torch.nn.Parameter]:
         m = self.c.model
@@ -231,12 +190,8 @@ class Trainer:
                     before += len(ids)
                 ctx_starts.append(before)
                 prompts.append(embed_prompt(bb, parts, kept_ids=ctx.ids))
-            self._set_attention("eager")
-            try:
-                with self._autocast():
-                    t_logits, _, _, lens, atts = forward_on_targets(bb.model, prompts, targets, want_attention=True)
-            finally:
-                self._set_attention("sdpa")
+            with attention_implementation(bb.model, "eager"), self._autocast():
+                t_logits, _, _, lens, atts = forward_on_targets(bb.model, prompts, targets, want_attention=True)
             upper = torch.stack(atts[len(atts) // 2:]).float().mean(dim=(0, 2))  # (B, T, T)
         kl = F.kl_div(F.log_softmax(s_logits[tmask], -1), F.log_softmax(t_logits[tmask], -1),
                       log_target=True, reduction="batchmean")

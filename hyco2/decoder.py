@@ -1,0 +1,72 @@
+"""Teacher-forced scoring of target tokens after decoder prompts: the one routine behind training
+losses, the teacher cache and the benchmark's answer likelihoods."""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+
+
+@contextlib.contextmanager
+def attention_implementation(model, impl: str) -> Iterator[None]:
+    """Switch the attention kernel for a block (``eager`` when attention weights are wanted)."""
+    before = getattr(model.config, "_attn_implementation", None) or "sdpa"
+
+    def use(name: str) -> None:
+        try:
+            model.set_attn_implementation(name)
+        except (AttributeError, ValueError):
+            model.config._attn_implementation = name
+
+    use(impl)
+    try:
+        yield
+    finally:
+        use(before)
+
+
+def forward_on_targets(model, prompts: list[torch.Tensor], targets: list[list[int]],
+                       want_attention: bool = False):
+    """Run ``[prompt][target]`` sequences, right-padded, and score only the target positions.
+
+    Right padding keeps every query row attending to at least one real token (fully masked rows
+    give NaN gradients), and gathering the hidden states before the LM head avoids (B, T, V) logits.
+    Returns target logits (B, Tt, V), target ids and mask, each prompt's length, and attentions.
+    """
+    B, D = len(prompts), prompts[0].shape[-1]
+    lens = [p.shape[0] for p in prompts]
+    T = max(n + len(t) for n, t in zip(lens, targets))
+    Tt = max(1, max(len(t) for t in targets))
+    dev, dtype = prompts[0].device, prompts[0].dtype
+    emb_layer = model.get_input_embeddings()
+    E = torch.zeros((B, T, D), device=dev, dtype=dtype)
+    mask = torch.zeros((B, T), device=dev, dtype=torch.long)
+    tmask = torch.zeros((B, Tt), device=dev, dtype=torch.bool)
+    tids = torch.zeros((B, Tt), device=dev, dtype=torch.long)
+    where = torch.zeros((B, Tt), device=dev, dtype=torch.long)
+    for i, (p, t, n) in enumerate(zip(prompts, targets, lens)):
+        E[i, :n] = p
+        mask[i, : n + len(t)] = 1
+        if t:
+            ids = torch.tensor(t, device=dev)
+            E[i, n:n + len(t)] = emb_layer(ids).to(dtype)
+            tmask[i, : len(t)] = True
+            tids[i, : len(t)] = ids
+            where[i, : len(t)] = torch.arange(n - 1, n - 1 + len(t), device=dev)  # position n-1+j predicts j
+    out = model.base_model(inputs_embeds=E, attention_mask=mask, output_attentions=want_attention)
+    logits = logits_at(model, out.last_hidden_state, where)
+    return logits, tids, tmask, lens, (out.attentions if want_attention else None)
+
+
+def logits_at(model, hidden: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    """LM-head logits (float32) at the positions ``where`` (B, Tt) of ``hidden`` (B, T, D) only."""
+    h = torch.gather(hidden, 1, where[..., None].expand(-1, -1, hidden.shape[-1]))
+    return model.get_output_embeddings()(h).float()
+
+
+def target_nll(logits: torch.Tensor, tids: torch.Tensor, tmask: torch.Tensor) -> torch.Tensor:
+    """Mean negative log-likelihood per target token of each row (B,); NaN for an empty target."""
+    nll = F.cross_entropy(logits.transpose(1, 2), tids, reduction="none") * tmask
+    return nll.sum(1) / tmask.sum(1)

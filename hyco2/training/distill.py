@@ -1,0 +1,487 @@
+"""Stage 3 at scale: sequence-level distillation from a cached full-context teacher.
+
+Why: trained on gold spans alone, the student learned the answer's *likelihood* but not the answers
+the decoder actually *says* (free greedy text), which is what users judge. So the full-context
+teacher (the same frozen backbone reading the whole paragraph) answers every training question once;
+its greedy answer, its top-k distribution over each answer token, its distribution over the gold
+span and its attention saliency are cached (:func:`build_teacher_cache`, sharded over GPUs). The
+student (soft + kept tokens) is then trained on those targets in a step with no per-token Python
+and no teacher forward (:class:`DistillStep`).
+
+The student often reads the question's paragraph among distractor paragraphs of the same article
+(1..``max_paragraphs``), while the teacher read the paragraph alone: the student learns to answer as
+the undistracted teacher would, and the classifier to find the relevant part.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..backbone import Backbone
+from ..decoder import attention_implementation, forward_on_targets, logits_at
+from ..encoder import ContextEncoder, split_states
+from ..metrics import best_over_golds, contains
+from ..prompting import KEPT, SOFT, prompt_parts, qa_user_text
+from ..selector import keep_count, select_words_by_budget
+from .data import QAExample
+
+log = logging.getLogger(__name__)
+TARGETS = ("teacher", "gold", "filtered")
+
+
+def example_key(ex: QAExample) -> str:
+    """Stable id of a question on its paragraph (the cache's key; survives re-reading the data)."""
+    return hashlib.sha1(f"{ex.paragraph}\x00{ex.question}".encode()).hexdigest()[:20]
+
+
+def end_of_turn(backbone: Backbone) -> int:
+    tok = backbone.tokenizer
+    eos = tok.convert_tokens_to_ids("<|im_end|>")
+    if not isinstance(eos, int) or eos == tok.unk_token_id:
+        eos = tok.eos_token_id
+    return int(eos)
+
+
+def qa_prompt_ids(backbone: Backbone, question: str, doc_slot: str) -> tuple[list[int], list[int]]:
+    """The decoder prompt's ids before and after its document slot (``doc_slot`` = SOFT+KEPT or KEPT)."""
+    parts = prompt_parts(backbone, qa_user_text(question, doc_slot)).parts
+    kinds = [k for k, _ in parts]
+    first_slot = min(i for i, k in enumerate(kinds) if k != "ids")
+    last_slot = max(i for i, k in enumerate(kinds) if k != "ids")
+    pre = [t for k, ids in parts[:first_slot] for t in ids]
+    post = [t for k, ids in parts[last_slot + 1:] for t in ids]
+    return pre, post
+
+
+@dataclass
+class Paragraph:
+    ids: list[int]
+    offsets: list[tuple[int, int]]
+    words: list[int]
+
+
+def tokenize_paragraphs(backbone: Backbone, texts: list[str], max_tokens: int) -> dict[str, Paragraph]:
+    """Each distinct paragraph tokenised once (batched fast tokenizer), truncated to ``max_tokens``."""
+    from ..encoder import word_ids_from_offsets
+
+    uniq = list(dict.fromkeys(texts))
+    out: dict[str, Paragraph] = {}
+    for start in range(0, len(uniq), 1024):
+        chunk = uniq[start:start + 1024]
+        enc = backbone.tokenizer(chunk, add_special_tokens=False, return_offsets_mapping=True)
+        for text, ids, offs in zip(chunk, enc["input_ids"], enc["offset_mapping"]):
+            offs = [tuple(o) for o in offs][:max_tokens]
+            out[text] = Paragraph(list(ids)[:max_tokens], offs, word_ids_from_offsets(text, offs))
+    return out
+
+
+def span_positions(par: Paragraph, spans: list[tuple[int, int]]) -> list[int]:
+    return [i for i, (a, b) in enumerate(par.offsets) if any(a < e and b > s for s, e in spans)]
+
+
+# ---------------------------------------------------------------------------------------------- teacher
+@dataclass
+class TeacherEntry:
+    """What the full-context teacher said and how sure it was: the student's targets for one question."""
+
+    answer: str  # its greedy answer (first line)
+    answer_ids: list[int]  # + end of turn
+    answer_top: tuple  # numpy (n, k) int32 ids, (n, k) float16 log-probs
+    gold_ids: list[int]
+    gold_top: tuple
+    salient: list[int]  # paragraph token positions the teacher's answer attends to (contrastive)
+
+
+def _topk(logits: torch.Tensor, n: int, k: int):
+    """Top-k ids and log-probs as numpy arrays (int32, float16): pickles fast for 100k questions."""
+    logp = torch.log_softmax(logits[:n].float(), -1)
+    v, i = torch.topk(logp, k, dim=-1)
+    return i.to(torch.int32).cpu().numpy(), v.to(torch.float16).cpu().numpy()
+
+
+@torch.no_grad()
+def build_teacher_cache(backbone: Backbone, examples: list[QAExample], *, batch_size: int = 64,
+                        max_new_tokens: int = 24, topk: int = 8, saliency_top: float = 0.15,
+                        max_context_tokens: int = 512, progress: bool = True) -> dict[str, TeacherEntry]:
+    """Greedy answers, top-k distributions and saliency of the full-context teacher, per question."""
+    from .trainer import saliency_labels  # the shared contrastive-attention rule
+
+    bb, tok = backbone, backbone.tokenizer
+    eos = end_of_turn(bb)
+    paras = tokenize_paragraphs(bb, [ex.paragraph for ex in examples], max_context_tokens)
+    prompts = []
+    for ex in examples:
+        pre, post = qa_prompt_ids(bb, ex.question, KEPT)
+        prompts.append((pre, paras[ex.paragraph].ids, post))
+    order = sorted(range(len(examples)), key=lambda i: sum(map(len, prompts[i])))
+    out: dict[str, TeacherEntry] = {}
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if bb.device.type == "cuda"
+                else torch.autocast("cpu", enabled=False))
+    model = bb.model
+    for start in tqdm(range(0, len(order), batch_size), desc="teacher", disable=not progress, mininterval=10):
+        idx = order[start:start + batch_size]
+        seqs = [p[0] + p[1] + p[2] for p in (prompts[i] for i in idx)]
+        L = max(map(len, seqs))
+        ids = torch.full((len(seqs), L), tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), L), dtype=torch.long)
+        for r, s in enumerate(seqs):  # left padding for generation
+            ids[r, L - len(s):] = torch.tensor(s)
+            mask[r, L - len(s):] = 1
+        with autocast:
+            gen = model.generate(input_ids=ids.to(bb.device), attention_mask=mask.to(bb.device),
+                                 max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
+        texts = tok.batch_decode(gen[:, L:], skip_special_tokens=True)
+        answers = []
+        for i, t in zip(idx, texts):
+            a = t.strip().split("\n", 1)[0].strip()
+            answers.append(a or examples[i].answers[0])
+        ans_ids = [tok(a, add_special_tokens=False)["input_ids"][: max_new_tokens] + [eos] for a in answers]
+        gold_ids = [tok(examples[i].answers[0], add_special_tokens=False)["input_ids"][: max_new_tokens] + [eos]
+                    for i in idx]
+        embeds = [bb.embed(torch.tensor(s)) for s in seqs]
+        # eager attention only for the pass whose attention gives the saliency labels
+        with autocast:
+            g_logits, _, _, _, _ = forward_on_targets(model, embeds, gold_ids)
+        a_logits, salient = [], []
+        for s in range(0, len(idx), 64):  # eager attention maps of every layer: 64 rows at a time
+            sub = slice(s, s + 64)
+            with attention_implementation(model, "eager"), autocast:
+                logits, _, _, lens, atts = forward_on_targets(model, embeds[sub], ans_ids[sub], want_attention=True)
+            half = atts[len(atts) // 2:]
+            upper = sum(a.float().mean(1) for a in half) / len(half)  # (b, T, T): upper layers, all heads
+            del atts, half
+            for r, i in enumerate(idx[sub]):
+                pre, ctx, _ = prompts[i]
+                y = saliency_labels(upper[r], len(pre), len(ctx), lens[r], len(ans_ids[s + r]), saliency_top)
+                salient.append(torch.nonzero(y).flatten().tolist())
+                a_logits.append(logits[r])
+        for r, i in enumerate(idx):
+            out[example_key(examples[i])] = TeacherEntry(
+                answer=answers[r], answer_ids=ans_ids[r], answer_top=_topk(a_logits[r], len(ans_ids[r]), topk),
+                gold_ids=gold_ids[r], gold_top=_topk(g_logits[r], len(gold_ids[r]), topk),
+                salient=salient[r],
+            )
+    return out
+
+
+def save_cache(cache: dict[str, TeacherEntry], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({k: vars(v) for k, v in cache.items()}, tmp)
+    tmp.replace(path)
+
+
+def load_cache(paths: list[Path]) -> dict[str, TeacherEntry]:
+    out: dict[str, TeacherEntry] = {}
+    for p in paths:
+        out.update({k: TeacherEntry(**v) for k, v in torch.load(p, weights_only=False).items()})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- student
+@dataclass
+class DistillConfig:
+    target: str = "filtered"  # teacher | gold | filtered (teacher's answer where it holds the gold one)
+    batch_size: int = 64
+    lr: float = 1e-4
+    classifier_lr_mult: float = 10.0
+    kl_weight: float = 1.0
+    saliency_weight: float = 1.0
+    rates: tuple[float, ...] = (0.06, 0.1, 0.15, 0.25)
+    max_paragraphs: int = 8
+    max_context_tokens: int = 1024
+    paragraph_tokens: int = 512
+    steps: int = 1000
+    minutes: float | None = None
+    save_every: int = 500
+    seed: int = 0
+
+
+@dataclass
+class Item:
+    """One question, tokenised once: everything the step needs except the distractors."""
+
+    paragraph: Paragraph
+    source: str
+    enc_question: list[int]
+    pre: list[int]
+    post: list[int]
+    target_ids: list[int]
+    target_top: tuple  # numpy (n, k) ids and log-probs
+    positive: list[int]  # paragraph positions labelled keep: teacher saliency ∪ gold answer tokens
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def prepare_items(backbone: Backbone, examples: list[QAExample], cache: dict[str, TeacherEntry],
+                  target: str, paragraph_tokens: int = 512) -> list[Item]:
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}, not {target!r}")
+    encoder = ContextEncoder(backbone)
+    paras = tokenize_paragraphs(backbone, [ex.paragraph for ex in examples], paragraph_tokens)
+    items, missing, used_teacher = [], 0, 0
+    for ex in examples:
+        entry = cache.get(example_key(ex))
+        if entry is None:
+            missing += 1
+            continue
+        use_teacher = target == "teacher" or (
+            target == "filtered" and best_over_golds(contains, entry.answer, ex.answers) > 0)
+        used_teacher += use_teacher
+        par = paras[ex.paragraph]
+        spans = [(s, s + len(a)) for a, s in zip(ex.answers, ex.answer_starts) if s >= 0]
+        spans = [(s - ex.gold_start, e - ex.gold_start) for s, e in spans]
+        positive = sorted(set(entry.salient) | set(span_positions(par, spans)))
+        pre, post = qa_prompt_ids(backbone, ex.question, SOFT + KEPT)
+        items.append(Item(
+            paragraph=par, source=ex.source, enc_question=encoder.question_ids(ex.question), pre=pre, post=post,
+            target_ids=entry.answer_ids if use_teacher else entry.gold_ids,
+            target_top=entry.answer_top if use_teacher else entry.gold_top, positive=positive,
+        ))
+    if missing:
+        log.warning("%d questions have no teacher entry and are left out", missing)
+    log.warning("%d items; teacher answer as target for %d (%.0f%%)", len(items), used_teacher,
+                100 * used_teacher / max(1, len(items)))
+    return items
+
+
+class DistillStep:
+    """Builds a batch (distractors, selection, student rows) and returns the loss; see module doc."""
+
+    def __init__(self, backbone: Backbone, model: torch.nn.Module, items: list[Item], cfg: DistillConfig,
+                 num_soft: int, rng: random.Random):
+        self.bb, self.model, self.items, self.cfg, self.k, self.rng = backbone, model, items, cfg, num_soft, rng
+        self.by_source: dict[str, list[int]] = {}
+        for n, it in enumerate(items):
+            self.by_source.setdefault(it.source, []).append(n)
+        self.sep = backbone.tokenizer("\n\n", add_special_tokens=False)["input_ids"]
+        self.pad = backbone.tokenizer.pad_token_id
+
+    def context_for(self, n: int) -> tuple[list[int], list[int], list[int]]:
+        """ids, word ids and keep labels of item ``n``'s paragraph among 0..max_paragraphs-1 distractors."""
+        it, rng, cfg = self.items[n], self.rng, self.cfg
+        k = rng.randint(1, cfg.max_paragraphs)
+        seen, others = {id(it.paragraph)}, []
+        pool = self.by_source[it.source]
+        for _ in range(4 * k):
+            if len(others) >= k - 1:
+                break
+            p = self.items[rng.choice(pool)].paragraph
+            if id(p) not in seen:
+                seen.add(id(p))
+                others.append(p)
+        budget = cfg.max_context_tokens - len(it.paragraph.ids)
+        while others and sum(len(p.ids) + len(self.sep) for p in others) > budget:
+            others.pop()
+        paras = others[:]
+        paras.insert(rng.randint(0, len(others)), it.paragraph)
+        ids, words, labels = [], [], []
+        for j, p in enumerate(paras):
+            if j:
+                words.extend([words[-1] + 1] * len(self.sep))
+                ids.extend(self.sep)
+                labels.extend([0] * len(self.sep))
+            base = (words[-1] + 1) if words else 0
+            ids.extend(p.ids)
+            words.extend(base + w for w in p.words)
+            if p is it.paragraph:
+                lab = [0] * len(p.ids)
+                for q in it.positive:
+                    if q < len(lab):
+                        lab[q] = 1
+                labels.extend(lab)
+            else:
+                labels.extend([0] * len(p.ids))
+        return ids, words, labels
+
+    def __call__(self, batch: list[int], autocast) -> tuple[torch.Tensor, dict[str, float]]:
+        bb, dev, cfg = self.bb, self.bb.device, self.cfg
+        ctxs = [self.context_for(n) for n in batch]
+        items = [self.items[n] for n in batch]
+        # 1. frozen encoder: [question prefix][context], right-padded
+        seqs = [it.enc_question + c[0] for it, c in zip(items, ctxs)]
+        ids = _pad([torch.tensor(s) for s in seqs], -1)
+        mask = ids != -1
+        ids[~mask] = self.pad
+        with torch.no_grad(), autocast:
+            hidden = bb.model.base_model(input_ids=ids.to(dev), attention_mask=mask.long().to(dev)).last_hidden_state
+        enc = split_states(hidden.float(), [len(it.enc_question) for it in items], [len(c[0]) for c in ctxs])
+        # 2. the trainable part: soft tokens and keep logits
+        with autocast:
+            soft, keep_logits = self.model(enc)
+        keep_logits = keep_logits.float()
+        probs = torch.sigmoid(keep_logits)
+        probs_cpu = probs.detach().cpu()
+        # 3. selection (whole words, exact budget, original order), as at inference
+        rows, kept_b, kept_t, kept_c, soft_t, tgt_t = [], [], [], [], [], []
+        for b, (it, (cids, cwords, _)) in enumerate(zip(items, ctxs)):
+            n_keep = keep_count(len(cids), self.rng.choice(cfg.rates))
+            kept = select_words_by_budget(probs_cpu[b, : len(cids)].tolist(), cwords, n_keep)
+            row = it.pre + [self.pad] * self.k + [cids[p] for p in kept] + it.post
+            s0 = len(it.pre)
+            soft_t.append(torch.arange(s0, s0 + self.k))
+            kept_b += [b] * len(kept)
+            kept_t += range(s0 + self.k, s0 + self.k + len(kept))
+            kept_c += kept
+            tgt_t.append(torch.arange(len(row) - 1, len(row) - 1 + len(it.target_ids)))
+            rows.append(torch.tensor(row + it.target_ids))
+        x = _pad(rows, -1)
+        amask = x != -1
+        x[~amask] = self.pad
+        x, amask = x.to(dev), amask.to(dev)
+        B, T = x.shape
+        # 4. student embeddings: token embeddings, soft tokens in their slots, kept tokens scaled
+        #    by 1 + p - stop_grad(p) (straight-through: the task loss reaches the classifier)
+        E = bb.model.get_input_embeddings()(x)
+        soft_pos = torch.zeros((B, T), dtype=torch.bool)
+        for b, t in enumerate(soft_t):
+            soft_pos[b, t] = True
+        E = E.masked_scatter(soft_pos.to(dev)[..., None], soft.to(E.dtype).reshape(-1, E.shape[-1]))
+        kb, kt, kc = (torch.tensor(v, dtype=torch.long, device=dev) for v in (kept_b, kept_t, kept_c))
+        pk = probs[kb, kc]
+        scale = torch.ones((B, T), device=dev, dtype=pk.dtype).index_put((kb, kt), 1.0 + pk - pk.detach())
+        E = E * scale[..., None].to(E.dtype)
+        # 5. student forward; logits only where targets are predicted
+        Tt = max(len(t) for t in tgt_t)
+        where = torch.zeros((B, Tt), dtype=torch.long)
+        tmask = torch.zeros((B, Tt), dtype=torch.bool)
+        tids = torch.zeros((B, Tt), dtype=torch.long)
+        top_i = torch.zeros((B, Tt, items[0].target_top[0].shape[-1]), dtype=torch.long)
+        top_v = torch.full(top_i.shape, -1e4, dtype=torch.float32)
+        for b, (it, t) in enumerate(zip(items, tgt_t)):
+            n = len(t)
+            where[b, :n], tmask[b, :n] = t, True
+            tids[b, :n] = torch.tensor(it.target_ids)
+            top_i[b, :n] = torch.from_numpy(it.target_top[0]).long()
+            top_v[b, :n] = torch.from_numpy(it.target_top[1]).float()
+        where, tmask, tids, top_i, top_v = (v.to(dev) for v in (where, tmask, tids, top_i, top_v))
+        with autocast:
+            h = bb.model.base_model(inputs_embeds=E, attention_mask=amask.long()).last_hidden_state
+            logits = logits_at(bb.model, h, where)
+        logp = torch.log_softmax(logits, -1)
+        nll = -(logp.gather(-1, tids[..., None]).squeeze(-1) * tmask).sum() / tmask.sum()
+        # KL(teacher || student) on the teacher's top-k support (renormalised there)
+        t_logp = torch.log_softmax(top_v, -1)
+        kl_tok = (t_logp.exp() * (t_logp - logp.gather(-1, top_i))).sum(-1)
+        kl = (kl_tok * tmask).sum() / tmask.sum()
+        # classifier: teacher saliency ∪ gold span inside the question's paragraph, 0 on distractors
+        y = torch.zeros_like(keep_logits)
+        for b, (_, _, lab) in enumerate(ctxs):
+            y[b, : len(lab)] = torch.tensor(lab, dtype=y.dtype)
+        bce = (F.binary_cross_entropy_with_logits(keep_logits, y, reduction="none") * enc.context_mask).sum() \
+            / enc.context_mask.sum()
+        loss = nll + cfg.kl_weight * kl + cfg.saliency_weight * bce
+        return loss, {"nll": float(nll.detach()), "kl": float(kl.detach()), "bce": float(bce.detach()),
+                      "loss": float(loss.detach()),
+                      "ctx_tokens": float(enc.context_mask.sum()) / B}
+
+
+def _pad(rows: list[torch.Tensor], value: int) -> torch.Tensor:
+    out = torch.full((len(rows), max(len(r) for r in rows)), value, dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- loop
+def train_distill(compressor, items: list[Item], cfg: DistillConfig, out_dir: Path, *, rank: int = 0,
+                  world: int = 1, progress: bool = True) -> dict[str, Any]:
+    """The stage-3 loop (nanoGPT-style): AdamW, warm-up then linear decay, resumable, data-parallel.
+
+    With ``world > 1`` (torchrun) each rank draws its own batches and DDP averages the gradients;
+    ``cfg.batch_size`` is per rank. With ``cfg.minutes`` the step count is sized after 20 steps from
+    the measured speed (the slowest rank's), so the schedule ends at zero when time runs out.
+    """
+    bb, model = compressor.backbone, compressor.model
+    dev = bb.device
+    params = list(model.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    model.train()
+    head = {id(p) for p in model.classifier.parameters()}
+    opt = torch.optim.AdamW([{"params": [p for p in params if id(p) not in head], "lr": cfg.lr},
+                             {"params": [p for p in params if id(p) in head], "lr": cfg.lr * cfg.classifier_lr_mult}],
+                            weight_decay=0.01)
+    base_lrs = [g["lr"] for g in opt.param_groups]
+    state_file = out_dir / "instruct" / "trainer_state.pt"
+    step, seen, total = 0, 0, cfg.steps
+    if state_file.is_file():
+        state = torch.load(state_file, map_location=dev, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step, seen, total = state["step"], state["examples_seen"], state["total"]
+        log.warning("Resuming stage instruct at step %d (%d examples seen)", step, seen)
+    ddp = model
+    if world > 1:
+        ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    step_fn = DistillStep(bb, ddp, items, cfg, model.config.num_soft_tokens,
+                          random.Random(cfg.seed * 1009 + rank * 7919 + step))
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda"
+                else torch.autocast("cpu", enabled=False))
+    order: list[int] = []
+    shuffle = random.Random(cfg.seed + rank + step)
+    history: list[dict[str, Any]] = []
+    t0, first = time.time(), step
+    bar = tqdm(total=total, initial=step, desc="instruct", disable=not progress or rank != 0, mininterval=5)
+    while step < total:
+        if cfg.minutes is not None and step == first + 20:
+            per_step = (time.time() - t0) / 20
+            planned = torch.tensor([first + int(60 * cfg.minutes / per_step)], device=dev)
+            if world > 1:
+                torch.distributed.all_reduce(planned, op=torch.distributed.ReduceOp.MIN)
+            total = min(total, int(planned))
+            bar.total = total
+        warm = max(1, int(0.03 * total))
+        mult = min((step + 1) / warm, max(0.0, (total - step) / max(1, total - warm)))
+        for g, lr in zip(opt.param_groups, base_lrs):
+            g["lr"] = lr * mult
+        batch = []
+        while len(batch) < cfg.batch_size:
+            if not order:
+                order = list(range(len(items)))
+                shuffle.shuffle(order)
+            batch.append(order.pop())
+        loss, metrics = step_fn(batch, autocast)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(params, 1.0)
+        if torch.isfinite(loss) and torch.isfinite(norm):
+            opt.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        seen += cfg.batch_size * world
+        bar.update(1)
+        if step % 25 == 0 or step == total:
+            metrics.update(step=step, examples_seen=seen, seconds=round(time.time() - t0, 1))
+            history.append(metrics)
+            bar.set_postfix({k: f"{v:.3f}" for k, v in metrics.items() if k in ("nll", "kl", "bce")})
+        if rank == 0 and cfg.save_every and step % cfg.save_every == 0:
+            _save(state_file, model, opt, step, seen, total)
+    bar.close()
+    model.eval()
+    for p in params:
+        p.requires_grad_(False)
+    if rank == 0:
+        _save(state_file, model, opt, step, seen, total)
+    seconds = time.time() - t0
+    done = step - first
+    return {"stage": "instruct", "steps_done": step, "examples_seen": seen, "seconds": round(seconds, 1),
+            "samples_per_s_per_gpu": round(done * cfg.batch_size / max(seconds, 1e-9), 1), "gpus": world,
+            "records": len(items), "final": history[-1] if history else {}, "history": history,
+            "target": cfg.target, "max_paragraphs": cfg.max_paragraphs, "rates": list(cfg.rates)}
+
+
+def _save(path: Path, model, opt, step: int, seen: int, total: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                "examples_seen": seen, "total": total}, tmp)
+    tmp.replace(path)
+
