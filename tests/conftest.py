@@ -15,7 +15,8 @@ sys.path.insert(0, str(ROOT))
 from hyco2.backbone import DEFAULT_BACKBONE, converted_path, wrap_model  # noqa: E402
 from hyco2.compressor import HyCo2Compressor  # noqa: E402
 
-SHARED_DATA = ROOT.parent / "shared" / "data"
+TEST_DATA = ROOT / "tests" / "data"  # small fixtures shipped with the tests (see tests/data/README.md)
+SQUAD_MINI = TEST_DATA / "squad-mini.json"
 
 PARAGRAPH = (
     "The lighthouse at Karsten Point was built in 1872 by the engineer Maria Lindqvist. "
@@ -62,7 +63,7 @@ def tiny(tiny_backbone) -> HyCo2Compressor:
 
 @pytest.fixture(scope="session")
 def squad_paragraph() -> dict:
-    data = json.loads((SHARED_DATA / "squad-v2-dev-subset.json").read_text(encoding="utf-8"))
+    data = json.loads(SQUAD_MINI.read_text(encoding="utf-8"))
     para = data["data"][0]["paragraphs"][0]
     qa = next(q for q in para["qas"] if not q.get("is_impossible"))
     return {"context": para["context"], "question": qa["question"], "answers": [a["text"] for a in qa["answers"]]}

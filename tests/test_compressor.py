@@ -88,3 +88,17 @@ def test_answer_modes_return_text_and_counts(tiny):
     assert full.document_tokens == len(tiny.tokenize(PARAGRAPH))
     hybrid = tiny.answer(PARAGRAPH, "Who built it?", mode="hybrid", rate=0.2, max_new_tokens=2)
     assert hybrid.document_tokens == hybrid.compression.kept_tokens + 4
+
+
+def test_answer_nll_ranks_the_answer_the_context_supports(tiny):
+    q = "Who built the lighthouse?"
+    full = tiny.answer_nll([PARAGRAPH, PARAGRAPH], [q, q], ["Maria Lindqvist", "Maria"], "full")
+    assert len(full) == 2 and all(x > 0 for x in full)
+    again = tiny.answer_nll([PARAGRAPH], [q], ["Maria Lindqvist"], "full", batch_size=1)
+    assert again[0] == pytest.approx(full[0], rel=1e-4)  # padding in a batch changes nothing
+    comps = tiny.compress_batch([PARAGRAPH], [q], rate=0.2)
+    for mode in ("hybrid", "soft", "hard", "none"):
+        (nll,) = tiny.answer_nll([PARAGRAPH], [q], ["Maria Lindqvist"], mode, compressions=comps)
+        assert nll > 0 and nll == nll
+    with pytest.raises(InvalidSettingError, match="compressions"):
+        tiny.answer_nll([PARAGRAPH], [q], ["x"], "hybrid")

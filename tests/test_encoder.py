@@ -29,3 +29,20 @@ def test_encode_masks_and_question_awareness(tiny_backbone):
     other = enc.encode([a], ["What colour is the lamp?"])
     # the same context read after another question gives other states: the encoder is query-aware
     assert not torch.allclose(out.context_states[0, : len(a)], other.context_states[0, : len(a)])
+
+
+def test_split_states_matches_slicing_each_row():
+    from hyco2.encoder import split_states
+
+    torch.manual_seed(0)
+    q_lens, c_lens = [3, 5, 2], [4, 1, 6]
+    L = max(q + c for q, c in zip(q_lens, c_lens)) + 1
+    states = torch.randn(3, L, 8)
+    enc = split_states(states, q_lens, c_lens)
+    assert enc.question_states.shape == (3, 5, 8) and enc.context_states.shape == (3, 6, 8)
+    for i, (q, c) in enumerate(zip(q_lens, c_lens)):
+        assert torch.equal(enc.question_states[i, :q], states[i, :q])
+        assert torch.equal(enc.context_states[i, :c], states[i, q:q + c])
+        assert not enc.question_states[i, q:].any() and not enc.context_states[i, c:].any()  # padding zeroed
+        assert enc.question_mask[i].tolist() == [j < q for j in range(5)]
+        assert enc.context_mask[i].tolist() == [j < c for j in range(6)]

@@ -32,9 +32,8 @@ def test_readers(tmp_path):
 
 
 def test_squad_split_by_article():
-    from tests.conftest import SHARED_DATA
+    from tests.conftest import SQUAD_MINI as path
 
-    path = SHARED_DATA / "squad-v2-dev-subset.json"
     train = read_qa(path, exclude={"Southern_California"})
     test = read_qa(path, include={"Southern_California"})
     assert train and test
@@ -47,15 +46,15 @@ def test_completion_split_targets_the_last_words():
     assert 5 <= len(cont.split()) <= 45
 
 
-def test_every_stage_trains_only_the_adapter_and_resumes(tiny, tmp_path):
+def test_pretraining_stages_train_only_the_adapter_and_resume(tiny, tmp_path):
     backbone_before = {k: v.clone() for k, v in tiny.backbone.model.state_dict().items()}
     rng = random.Random(0)
     texts = [PARAGRAPH, PARAGRAPH.replace("1872", "1873")]
     trainer = Trainer(tiny, tmp_path, seed=0)
-    for stage in ("paraphrase", "completion", "instruct"):
+    for stage in ("paraphrase", "completion"):
         before = {k: v.clone() for k, v in tiny.model.state_dict().items()}
         cfg = StageConfig(stage, steps=2, batch_size=2, lr=1e-3, max_target_tokens=8, max_context_tokens=64)
-        summary = trainer.run_stage(cfg, make_records(stage, QA, texts, rng))
+        summary = trainer.run_stage(cfg, make_records(stage, texts, rng))
         assert summary["steps_done"] == 2 and summary["skipped_steps"] == 0
         assert all(v == v for v in summary["final"].values())  # no NaN
         changed = [k for k, v in tiny.model.state_dict().items() if not torch.equal(v, before[k])]
@@ -64,9 +63,11 @@ def test_every_stage_trains_only_the_adapter_and_resumes(tiny, tmp_path):
     for k, v in tiny.backbone.model.state_dict().items():
         assert torch.equal(v, backbone_before[k]), f"backbone weight {k} changed"
     # resume: a stage with saved state at its last step does no further steps
-    cfg = StageConfig("instruct", steps=2, batch_size=2, max_target_tokens=8, max_context_tokens=64)
-    again = trainer.run_stage(cfg, make_records("instruct", QA, texts, rng))
+    cfg = StageConfig("completion", steps=2, batch_size=2, max_target_tokens=8, max_context_tokens=64)
+    again = trainer.run_stage(cfg, make_records("completion", texts, rng))
     assert again["steps_done"] == 2 and again["final"] == {}
+    with pytest.raises(ValueError, match="distill"):
+        make_records("instruct", texts, rng)
 
 
 def test_training_help_explains_the_stages(capsys):
@@ -89,3 +90,25 @@ def test_saliency_labels_ignore_attention_sinks():
     att[9:11, 5] = 0.4  # only the target rows attend to context token 3
     y = saliency_labels(att, start=2, n=5, prompt_len=10, n_target=2, top=0.2)
     assert y.tolist() == [0.0, 0.0, 0.0, 1.0, 0.0]
+
+
+@pytest.mark.integration
+def test_cli_stage3_smoke_on_the_real_model(tmp_path):
+    """The new data path end to end on CPU: SQuAD file → teacher cache (two shards) → stage 3 → checkpoint."""
+    from hyco2.compressor import DEFAULT_CHECKPOINT
+    from hyco2.training import __main__ as cli
+    from tests.conftest import SQUAD_MINI
+
+    common = ["--stage", "instruct", "--qa", str(SQUAD_MINI), "--exclude-articles", "Southern_California",
+              "--limit-questions", "4", "--init", str(DEFAULT_CHECKPOINT), "--teacher-batch-size", "2",
+              "--teacher-cache", str(tmp_path / "teacher")]
+    for shard in ("0/2", "1/2"):
+        assert cli.main([*common, "--out", str(tmp_path / "c"), "--teacher-shard", shard]) == 0
+    assert sorted(p.name for p in (tmp_path / "teacher").iterdir()) == ["shard-0-of-2.pt", "shard-1-of-2.pt"]
+    out = tmp_path / "run"
+    assert cli.main([*common, "--out", str(out), "--steps", "0", "0", "2", "--batch-size", "2",
+                     "--max-paragraphs", "2"]) == 0
+    config = json.loads((out / "checkpoint" / "config.json").read_text())
+    stage = config["training"]["stages"][0]
+    assert stage["stage"] == "instruct" and stage["steps_done"] == 2 and stage["examples_seen"] == 4
+    assert config["training"]["initialised_from"]  # continued training keeps the earlier record

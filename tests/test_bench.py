@@ -1,0 +1,39 @@
+"""bench/report.py: merging shards of a run and the table's derived figures."""
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+report = pytest.importorskip("report")
+
+
+def _row(name, mode, f1, nll, k=1, rate=None):
+    n = len(f1)
+    return {"row": name, "mode": mode, "rate": rate, "paragraphs": k, "answers": ["a"] * n, "f1": f1, "em": [0.0] * n,
+            "contains": [0.0] * n, "faithful": [1.0] * n, "nll": nll, "doc_tokens": [10] * n,
+            "context_tokens": [40] * n, "compress_ms": 1.0, "answer_ms": 2.0, "forward_passes": 1.0, "peak_mib": 5.0}
+
+
+def _run(shard, f1s, k=1):
+    rows = [_row("full context", "full", f1s[0], [1.0] * len(f1s[0]), k),
+            _row("no context", "none", f1s[1], [3.0] * len(f1s[1]), k),
+            _row("HyCo2 hybrid", "hybrid", f1s[2], [2.0] * len(f1s[2]), k, 0.1),
+            _row("truncate", "hard", f1s[3], [2.5] * len(f1s[3]), k, 0.1)]
+    return {"machine": "m", "questions": 4, "shards": [shard], "set": "t", "checkpoint": "c", "also": [],
+            "seconds": 1.0, "rows": rows, "golds": {str(k): [["g"]] * len(f1s[0])}}
+
+
+def test_merge_concatenates_shards_and_groups_k():
+    a = _run("0/2", [[1.0], [0.0], [0.5], [0.0]])
+    b = _run("1/2", [[0.0], [0.0], [1.0], [0.0]])
+    c = _run("0/1", [[1.0, 1.0], [0.0, 0.0], [0.0, 1.0], [0.0, 0.0]], k=5)
+    b["rows"] = b["rows"][:3]  # a shard stopped early: only the rows every shard has are kept
+    m = report.merge([a, b, c])
+    k1 = [r for r in m["rows"] if r["paragraphs"] == 1]
+    assert [r["row"] for r in k1] == ["full context", "no context", "HyCo2 hybrid"]
+    assert k1[2]["f1"] == [0.5, 1.0] and len(m["golds"]["1"]) == 2 and len(m["golds"]["5"]) == 2
+    table = report.qa_tables(m)
+    assert "K = 1" in table and "K = 5" in table
+    line = next(x for x in table.splitlines() if x.startswith("| HyCo2 hybrid"))
+    assert "| 75.0 |" in line and "| 50% |" in line  # F1 mean, NLL recovery (2.0 between 3.0 and 1.0)

@@ -1,0 +1,111 @@
+"""Stage 3 (hyco2/training/distill.py) on the tiny backbone: teacher cache, targets, the vectorised
+step with distractors, the loop's resume, and the CLI's sharded cache."""
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from hyco2.training.data import QAExample, with_distractors
+from hyco2.training.distill import (DistillConfig, DistillStep, TeacherEntry, build_teacher_cache, example_key,
+                                    load_cache, prepare_items, save_cache, train_distill)
+from tests.conftest import PARAGRAPH
+
+OTHER = ("The harbour of Vellmar was dredged in 1901. Its breakwater is 900 metres long, and ferries leave "
+         "for the islands twice a day in summer.")
+QA = [QAExample(PARAGRAPH, "Who built the lighthouse?", ["Maria Lindqvist"], [PARAGRAPH.index("Maria Lindqvist")], "a"),
+      QAExample(PARAGRAPH, "How many steps does it have?", ["212"], [PARAGRAPH.index("212")], "a"),
+      QAExample(OTHER, "How long is the breakwater?", ["900 metres"], [OTHER.index("900 metres")], "a")]
+
+
+@pytest.fixture(scope="module")
+def cache(tiny_backbone):
+    return build_teacher_cache(tiny_backbone, QA, batch_size=2, max_new_tokens=6, topk=4, progress=False)
+
+
+def test_teacher_cache_holds_answers_distributions_and_saliency(tiny_backbone, cache, tmp_path):
+    assert set(cache) == {example_key(ex) for ex in QA}
+    eos = tiny_backbone.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    n_ctx = len(tiny_backbone.tokenizer(PARAGRAPH, add_special_tokens=False)["input_ids"])
+    for ex in QA:
+        e = cache[example_key(ex)]
+        assert e.answer and "\n" not in e.answer
+        assert e.answer_ids[-1] == eos and e.gold_ids[-1] == eos
+        ids, logp = e.answer_top
+        assert ids.shape == logp.shape == (len(e.answer_ids), 4)
+        assert np.all(np.diff(logp.astype(np.float32), axis=1) <= 0)  # sorted, best first
+        assert e.gold_top[0].shape == (len(e.gold_ids), 4)
+        assert e.salient and max(e.salient) < n_ctx  # positions inside the paragraph
+    save_cache(cache, tmp_path / "shard-0-of-1.pt")
+    again = load_cache([tmp_path / "shard-0-of-1.pt"])
+    assert again[example_key(QA[0])].answer == cache[example_key(QA[0])].answer
+
+
+def _entry(answer: str, ids: list[int]) -> TeacherEntry:
+    top = (np.zeros((len(ids), 2), np.int32), np.zeros((len(ids), 2), np.float16))
+    return TeacherEntry(answer, ids, top, [7, 2], top, [0])
+
+
+def test_filtered_target_uses_the_teacher_only_where_it_holds_the_gold_answer(tiny_backbone):
+    cache = {example_key(QA[0]): _entry("It was built by Maria Lindqvist.", [5, 6, 2]),
+             example_key(QA[1]): _entry("About forty steps.", [8, 9, 2])}
+    items = prepare_items(tiny_backbone, QA, cache, "filtered")
+    assert len(items) == 2  # the third question has no teacher entry
+    assert items[0].target_ids == [5, 6, 2] and items[1].target_ids == [7, 2]
+    assert [it.target_ids for it in prepare_items(tiny_backbone, QA, cache, "teacher")] == [[5, 6, 2], [8, 9, 2]]
+    assert [it.target_ids for it in prepare_items(tiny_backbone, QA, cache, "gold")] == [[7, 2], [7, 2]]
+    with pytest.raises(ValueError, match="target"):
+        prepare_items(tiny_backbone, QA, cache, "best")
+
+
+def test_step_labels_only_the_questions_paragraph_and_is_finite(tiny, cache):
+    items = prepare_items(tiny.backbone, QA, cache, "teacher")
+    cfg = DistillConfig(batch_size=3, max_paragraphs=2)
+    step = DistillStep(tiny.backbone, tiny.model, items, cfg, tiny.model.config.num_soft_tokens, random.Random(1))
+    seen_two = False
+    for n in range(20):
+        ids, words, labels = step.context_for(n % len(items))
+        assert len(ids) == len(words) == len(labels) and words == sorted(words)
+        own = items[n % len(items)].paragraph.ids
+        start = next(i for i in range(len(ids) - len(own) + 1) if ids[i:i + len(own)] == own)
+        assert all(y == 0 for i, y in enumerate(labels) if not start <= i < start + len(own))  # distractors: 0
+        assert sum(labels) > 0
+        seen_two |= len(ids) > len(own) + 2
+    assert seen_two  # distractor paragraphs do get mixed in
+    loss, metrics = step([0, 1, 2], torch.autocast("cpu", enabled=False))
+    assert torch.isfinite(loss) and set(metrics) >= {"nll", "kl", "bce"}
+    loss.backward()
+    assert tiny.model.classifier.net[-1].weight.grad is not None  # straight-through + BCE reach the classifier
+    assert tiny.model.adapter.out_proj.weight.grad is not None
+
+
+def test_loop_trains_adapter_and_classifier_not_the_backbone_and_resumes(tiny, cache, tmp_path):
+    items = prepare_items(tiny.backbone, QA, cache, "filtered")
+    backbone_before = {k: v.clone() for k, v in tiny.backbone.model.state_dict().items()}
+    before = {k: v.clone() for k, v in tiny.model.state_dict().items()}
+    cfg = DistillConfig(batch_size=2, steps=3, lr=1e-3, max_paragraphs=2, save_every=0)
+    summary = train_distill(tiny, items, cfg, tmp_path, progress=False)
+    assert summary["steps_done"] == 3 and summary["examples_seen"] == 6
+    changed = {k.split(".")[0] for k, v in tiny.model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == {"adapter", "classifier"}
+    assert all(torch.equal(v, backbone_before[k]) for k, v in tiny.backbone.model.state_dict().items())
+    again = train_distill(tiny, items, cfg, tmp_path, progress=False)  # resumed at its end: no more steps
+    assert again["steps_done"] == 3 and again["examples_seen"] == 6
+
+
+THIRD = "A third paragraph, about bread and its ovens."
+
+
+def test_distractors_keep_the_answer_and_are_seeded():
+    qa = [QAExample(PARAGRAPH, "Who?", ["Maria Lindqvist"], [PARAGRAPH.index("Maria Lindqvist")], "a"),
+          QAExample(OTHER, "How long?", ["900 metres"], [OTHER.index("900 metres")], "a"),
+          QAExample(THIRD, "What?", ["bread"], [THIRD.index("bread")], "b")]
+    mixed = with_distractors(qa, 3, seed=0)
+    assert mixed == with_distractors(qa, 3, seed=0) and with_distractors(qa, 1) == qa
+    for ex, orig in zip(mixed, qa):
+        assert ex.context.count("\n\n") == 2  # the article is too short: the third comes from another article
+        assert ex.paragraph == orig.context and ex.context[ex.gold_start:].startswith(orig.context)
+        s = ex.answer_starts[0]
+        assert ex.context[s:s + len(ex.answers[0])] == ex.answers[0]
+    short = with_distractors(qa, 3, seed=0, max_chars=len(PARAGRAPH) + 10)
+    assert short[0].context == PARAGRAPH  # distractors dropped to fit, never the gold paragraph
