@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -47,39 +48,39 @@ def word_scores(scores: Sequence[float], words: Sequence[int]) -> dict[int, floa
 def select_words_by_budget(scores: Sequence[float], words: Sequence[int], n_keep: int) -> list[int]:
     """Positions of exactly ``n_keep`` tokens, whole words first, in original order.
 
-    Greedy knapsack over words by score; if a gap remains that no whole word fits, the best
-    remaining word gives its first tokens, so the count is always exact.
+    Greedy knapsack over words by score (ties: the earlier word); if a gap remains that no whole
+    word fits, the best remaining word gives its first tokens, so the count is always exact. Word
+    scores, sizes and the ordering are array operations: this runs for every example of every
+    training step and for every chunk of long documents.
     """
     n = len(scores)
     if n_keep >= n:
         return list(range(n))
     if n_keep <= 0:
         return []
-    positions: dict[int, list[int]] = {}
-    for i, w in enumerate(words):
-        positions.setdefault(w, []).append(i)
-    wscore = word_scores(scores, words)
-    order = sorted(positions, key=lambda w: (-wscore[w], w))
-    kept: list[int] = []
-    left = n_keep
-    rest: list[int] = []
-    for w in order:
-        size = len(positions[w])
-        if size <= left:
-            kept.extend(positions[w])
-            left -= size
+    uniq, inv = np.unique(np.asarray(words), return_inverse=True)
+    best = np.full(len(uniq), -np.inf)
+    np.maximum.at(best, inv, np.asarray(scores, dtype=np.float64))
+    size = np.bincount(inv, minlength=len(uniq))
+    order = np.lexsort((np.arange(len(uniq)), -best))  # best score first, then the earlier word
+    keep = np.zeros(len(uniq), dtype=bool)
+    left, rest = n_keep, []
+    for w, k in zip(order.tolist(), size[order].tolist()):
+        if k <= left:
+            keep[w] = True
+            left -= k
             if left == 0:
                 break
         else:
             rest.append(w)
-    if left:
-        for w in rest:  # in score order: split the best word that did not fit
-            take = min(left, len(positions[w]))
-            kept.extend(positions[w][:take])
-            left -= take
-            if not left:
-                break
-    return sorted(kept)
+    mask = keep[inv]
+    for w in rest:  # in score order: split the best word that did not fit
+        if not left:
+            break
+        first = np.flatnonzero(inv == w)[:left]
+        mask[first] = True
+        left -= len(first)
+    return np.flatnonzero(mask).tolist()
 
 
 def select_words_by_threshold(probs: Sequence[float], words: Sequence[int], threshold: float) -> list[int]:

@@ -109,3 +109,20 @@ def test_distractors_keep_the_answer_and_are_seeded():
         assert ex.context[s:s + len(ex.answers[0])] == ex.answers[0]
     short = with_distractors(qa, 3, seed=0, max_chars=len(PARAGRAPH) + 10)
     assert short[0].context == PARAGRAPH  # distractors dropped to fit, never the gold paragraph
+
+
+def test_bucketed_batches_cover_the_pool_once_and_pad_less(tiny, cache):
+    items = prepare_items(tiny.backbone, QA, cache, "gold") * 8
+    cfg = DistillConfig(batch_size=4, max_paragraphs=3)
+    step = DistillStep(tiny.backbone, tiny.model, items, cfg, tiny.model.config.num_soft_tokens, random.Random(0))
+    pool = list(range(len(items)))
+    batches = step.batches(pool, 4)
+    assert sorted(i for b, _ in batches for i in b) == pool and all(len(b) == 4 for b, _ in batches)
+
+    def padding(groups):
+        return sum(max(map(len, g)) * len(g) - sum(map(len, g)) for g in groups)
+
+    bucketed = padding([[c[0] for c in ctxs] for _, ctxs in batches])
+    ctxs = [step.context_for(n) for n in pool]
+    unsorted = padding([[c[0] for c in ctxs[s:s + 4]] for s in range(0, len(pool), 4)])
+    assert bucketed < unsorted

@@ -57,3 +57,52 @@ def test_threshold_keeps_whole_words_above_it():
     assert select_words_by_threshold(probs, words, 0.5) == [0, 1, 3]
     with pytest.raises(InvalidSettingError):
         select_words_by_threshold(probs, words, 1.0)
+
+
+def _reference_select(scores, words, n_keep):
+    """The original dictionary-and-sort implementation, kept as the specification."""
+    n = len(scores)
+    if n_keep >= n:
+        return list(range(n))
+    if n_keep <= 0:
+        return []
+    positions, wscore = {}, {}
+    for i, (s, w) in enumerate(zip(scores, words)):
+        positions.setdefault(w, []).append(i)
+        wscore[w] = max(wscore.get(w, float("-inf")), float(s))
+    kept, left, rest = [], n_keep, []
+    for w in sorted(positions, key=lambda w: (-wscore[w], w)):
+        if len(positions[w]) <= left:
+            kept.extend(positions[w])
+            left -= len(positions[w])
+            if left == 0:
+                break
+        else:
+            rest.append(w)
+    for w in rest:
+        if not left:
+            break
+        take = min(left, len(positions[w]))
+        kept.extend(positions[w][:take])
+        left -= take
+    return sorted(kept)
+
+
+def test_array_selection_equals_the_reference_greedy_knapsack():
+    import random
+
+    from hyco2.selector import select_words_by_budget
+
+    rng = random.Random(0)
+    for trial in range(300):
+        n = rng.randint(1, 60)
+        words, w = [], 0
+        for _ in range(n):
+            words.append(w)
+            if rng.random() < 0.6:
+                w += rng.randint(1, 2)  # gaps in word ids happen (segments of a context)
+        words = [x + rng.randint(0, 5) * (trial % 2) for x in words] if trial % 7 == 0 else words
+        words.sort()
+        scores = [round(rng.random(), 1) for _ in range(n)]  # coarse: many ties
+        for k in (0, 1, rng.randint(1, n), n - 1, n):
+            assert select_words_by_budget(scores, words, k) == _reference_select(scores, words, k), (scores, words, k)
