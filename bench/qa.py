@@ -93,7 +93,7 @@ def load_items(set_name: str, data_dir: Path):
 
 def run_row(comp: HyCo2Compressor, items, name: str, mode: str, *, method: str = "hyco2", rate=None,
             budgets=None, selector: str = "classifier", batch_size: int = 8, max_new_tokens: int = 24,
-            full_answers: list[str] | None = None, tag: str = "") -> tuple[dict, list]:
+            full_answers: list[str] | None = None, tag: str = "", phrases: float = 0.0) -> tuple[dict, list]:
     """Compress (if needed), answer and score every item; per-question arrays plus costs."""
     contexts, questions = [it.context for it in items], [it.question for it in items]
     compress_s, passes, comps = 0.0, 0.0, None
@@ -104,7 +104,7 @@ def run_row(comp: HyCo2Compressor, items, name: str, mode: str, *, method: str =
                 comps = [comp.compress(c, q, budget=b, method=method) for c, q, b in zip(contexts, questions, budgets)]
             else:
                 comps = comp.compress_batch(contexts, questions, rate=rate, method=method, selector=selector,
-                                            batch_size=batch_size)
+                                            batch_size=batch_size, phrases=phrases)
             compress_s = (time.perf_counter() - t0) / len(items)
             passes = sum(c.forward_passes for c in comps) / len(comps)
         t0 = time.perf_counter()
@@ -118,6 +118,7 @@ def run_row(comp: HyCo2Compressor, items, name: str, mode: str, *, method: str =
     ref = full_answers if full_answers is not None else texts
     row = {
         "row": name, "tag": tag, "mode": mode, "method": method, "rate": rate, "selector": selector,
+        "phrases": phrases,
         "answers": texts,
         "em": [best_over_golds(exact_match, t, g) for t, g in zip(texts, golds)],
         "f1": [best_over_golds(f1_score, t, g) for t, g in zip(texts, golds)],
@@ -133,7 +134,7 @@ def run_row(comp: HyCo2Compressor, items, name: str, mode: str, *, method: str =
 
 
 def run_setting(comp: HyCo2Compressor, others: dict[str, HyCo2Compressor], items, k: int, rates, methods,
-                kw, log, rows: list[dict], save) -> None:
+                kw, log, rows: list[dict], save, phrases: float = 0.0) -> None:
     """Every row for one K: full, none, soft, and per rate hybrid (each checkpoint), MIG, hard, peers.
     Rows are appended to ``rows`` and saved as they come, so a run stopped at its time limit keeps them."""
 
@@ -156,6 +157,9 @@ def run_setting(comp: HyCo2Compressor, others: dict[str, HyCo2Compressor], items
         budgets = [c.compressed_tokens for c in comps]
         for tag, other in others.items():
             add(run_row(other, items, f"HyCo2 hybrid ({tag})", "hybrid", rate=rate, tag=tag, **kw)[0])
+        if phrases:
+            add(run_row(comp, items, f"HyCo2 hybrid, phrases {phrases:g}", "hybrid", rate=rate, phrases=phrases,
+                        **kw)[0])
         add(run_row(comp, items, "HyCo2 hard only", "hard", rate=rate, budgets=budgets, **kw)[0])
         for m in sorted(methods, key=lambda m: m not in FIRST):  # the strongest peers first
             add(run_row(comp, items, m, "hard", method=m, rate=rate, budgets=budgets, **kw)[0])
@@ -177,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", default=None, help="HyCo2 checkpoint (default: the shipped one)")
     p.add_argument("--also", nargs="*", default=[], metavar="TAG=PATH",
                    help="more checkpoints measured as extra hybrid rows on the same questions")
+    p.add_argument("--phrases", type=float, default=0.0,
+                   help="also measure hybrid with phrase selection of this strength (0-1; 0: no such row)")
     p.add_argument("--model", default=None, help="backbone (default: the checkpoint's)")
     p.add_argument("--device", default=None)
     p.add_argument("--batch-size", type=int, default=8)
@@ -224,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     for k in args.paragraphs:
         items = with_distractors(base, k, seed=0)[shard::shards]
         golds[str(k)] = [it.answers for it in items]
-        run_setting(comp, others, items, k, args.rates, methods, kw, log, rows, save)
+        run_setting(comp, others, items, k, args.rates, methods, kw, log, rows, save, args.phrases)
     log(f"wrote {out} in {time.time() - t0:.0f} s")
     if shards == 1:
         from report import qa_tables  # noqa: PLC0415 - bench/ is on sys.path when run as a script

@@ -61,8 +61,11 @@ def _merge_same(runs: list[dict]) -> dict:
     return out
 
 
+LABELS: dict[str, str] = {}  # row name -> README label (--label)
+
+
 def _name(r: dict) -> str:
-    return NAMES.get(r["row"], r["row"])
+    return LABELS.get(r["row"], NAMES.get(r["row"], r["row"]))
 
 
 def qa_table(rows: list[dict]) -> str:
@@ -91,21 +94,24 @@ def qa_table(rows: list[dict]) -> str:
 
 def wins(rows: list[dict]) -> str:
     """HyCo2 hybrid minus each peer (and truncation), F1 points with the paired 95% CI, per rate."""
-    out = ["| rate | hybrid F1 | vs | their F1 | hybrid − them [95% CI] | significant |", "|---|---|---|---|---|---|"]
-    for h in (r for r in rows if r["row"] == "HyCo2 hybrid"):
+    out = ["| rate | hybrid row | its F1 | vs | their F1 | hybrid − them [95% CI] | significant |",
+           "|---|---|---|---|---|---|---|"]
+    hybrids = [r for r in rows if r["mode"] == "hybrid" and r.get("selector", "classifier") == "classifier"]
+    for h in hybrids:
         for r in rows:
-            if r["rate"] != h["rate"] or r["mode"] != "hard" or r is h:
+            if r["rate"] != h["rate"] or r["mode"] != "hard":
                 continue
             lo, hi = paired_bootstrap_ci(h["f1"], r["f1"])
             sig = "yes, ahead" if lo > 0 else ("yes, behind" if hi < 0 else "no")
-            out.append(f"| {h['rate']:.2f} | {100 * mean(h['f1']):.1f} | {_name(r)} | {100 * mean(r['f1']):.1f} | "
-                       f"{100 * (mean(h['f1']) - mean(r['f1'])):+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] | {sig} |")
+            out.append(f"| {h['rate']:.2f} | {_name(h)} | {100 * mean(h['f1']):.1f} | {_name(r)} | "
+                       f"{100 * mean(r['f1']):.1f} | {100 * (mean(h['f1']) - mean(r['f1'])):+.1f} "
+                       f"[{100 * lo:+.1f}, {100 * hi:+.1f}] | {sig} |")
     return "\n".join(out)
 
 
 def qa_tables(run: dict) -> str:
     parts = [f"{len(next(iter(run['golds'].values())))} questions ({run.get('set', '')}), {run['machine']}, "
-             f"checkpoint {Path(run['checkpoint']).name}, {run['seconds']:.0f} s"]
+             f"checkpoint {run['checkpoint']}, {run['seconds']:.0f} s"]
     for k in sorted({r["paragraphs"] for r in run["rows"]}):
         rows = [r for r in run["rows"] if r["paragraphs"] == k]
         parts += [f"\n#### K = {k} paragraph{'s' if k > 1 else ''}\n", qa_table(rows), "", wins(rows)]
@@ -117,7 +123,9 @@ def main() -> int:
     p.add_argument("results", nargs="+", help="one run, or its shards with --merge")
     p.add_argument("--merge", action="store_true", help="merge shards of one run")
     p.add_argument("--out", default=None, help="where --merge writes the merged run")
+    p.add_argument("--label", nargs="*", default=[], metavar="ROW=LABEL", help="rename rows in the tables")
     args = p.parse_args()
+    LABELS.update(dict(x.split("=", 1) for x in args.label))
     runs = [json.loads(Path(f).read_text()) for f in args.results]
     run = merge(runs) if args.merge else runs[0]
     if args.merge and args.out:

@@ -18,7 +18,7 @@ from .encoder import ContextEncoder, TokenizedContext, tokenize_context
 from .errors import ContextTooLongError, EmptyInputError, HyCo2OutOfMemoryError, InvalidSettingError
 from .modeling import HyCo2Model
 from .prompting import KEPT, SOFT, embed_prompt, left_pad, prompt_parts, qa_user_text
-from .selector import keep_count, select_words_by_budget, select_words_by_threshold
+from .selector import keep_count, pull_neighbours, select_words_by_budget, select_words_by_threshold
 from .text import as_text
 
 log = logging.getLogger(__name__)
@@ -209,15 +209,15 @@ class HyCo2Compressor:
 
     def compress(self, context: str | bytes, question: str | bytes | None = None, *, rate: float | None = None,
                  budget: int | None = None, threshold: float | None = None, method: str = "hyco2",
-                 selector: str = "classifier", seed: int = 0) -> CompressionResult:
+                 selector: str = "classifier", seed: int = 0, phrases: float = 0.0) -> CompressionResult:
         """Compress one context (see :meth:`compress_batch`)."""
         return self.compress_batch([context], [question], rate=rate, budget=budget, threshold=threshold,
-                                   method=method, selector=selector, seed=seed)[0]
+                                   method=method, selector=selector, seed=seed, phrases=phrases)[0]
 
     def compress_batch(self, contexts: list[str | bytes], questions: list[str | bytes | None] | None = None, *,
                        rate: float | None = None, budget: int | None = None, threshold: float | None = None,
                        method: str = "hyco2", selector: str = "classifier", seed: int = 0,
-                       batch_size: int = 8) -> list[CompressionResult]:
+                       batch_size: int = 8, phrases: float = 0.0) -> list[CompressionResult]:
         """Compress many contexts; one backbone forward per batch.
 
         Exactly one of ``rate`` (fraction of context tokens kept verbatim), ``budget`` (kept token
@@ -225,7 +225,8 @@ class HyCo2Compressor:
         checkpoint's default rate. ``method`` names the whole method (``hyco2`` or a peer from
         :func:`hyco2.baselines.available_methods`, kept tokens only); ``selector`` picks HyCo2's
         hard view: its trained ``classifier`` or any peer's selection (e.g. ``mig``) beside the
-        soft tokens.
+        soft tokens. ``phrases`` (0–1, classifier only) lets kept words pull in their neighbours
+        (:func:`hyco2.selector.pull_neighbours`).
         """
         from .baselines import get_selector
 
@@ -238,6 +239,9 @@ class HyCo2Compressor:
             raise InvalidSettingError("threshold mode needs the HyCo2 classifier (method='hyco2').")
         if method != "hyco2" and selector != "classifier":
             raise InvalidSettingError("selector only applies to method='hyco2'.")
+        if phrases and (method != "hyco2" or selector != "classifier"):
+            raise InvalidSettingError("phrases applies to the HyCo2 classifier (method='hyco2').")
+        pull_neighbours([], [], phrases)  # validates the strength before any work
         if not contexts:
             return []
         questions = list(questions) if questions is not None else [None] * len(contexts)
@@ -250,11 +254,12 @@ class HyCo2Compressor:
             chunk = [self.tokenize(c) for c in contexts[start:start + batch_size]]
             qs = [self._question(q) for q in questions[start:start + batch_size]]
             with _friendly_oom():
-                results.extend(self._compress_chunk(chunk, qs, rate, budget, threshold, method, peer, hard, seed))
+                results.extend(self._compress_chunk(chunk, qs, rate, budget, threshold, method, peer, hard, seed,
+                                                    phrases))
         return results
 
     @torch.no_grad()
-    def _compress_chunk(self, chunk, qs, rate, budget, threshold, method, selector, hard, seed):
+    def _compress_chunk(self, chunk, qs, rate, budget, threshold, method, selector, hard, seed, phrases=0.0):
         t0 = time.perf_counter()
         soft_all = probs_all = None
         if selector is None:
@@ -275,9 +280,10 @@ class HyCo2Compressor:
                     sel = hard.select(self, ctx, q, keep_count(len(ctx), rate, budget), seed=seed)
                     kept, probs, fwd = sel.positions, sel.scores, fwd + sel.forward_passes
                 elif threshold is not None:
-                    kept = select_words_by_threshold(probs, ctx.words, threshold)
+                    kept = select_words_by_threshold(pull_neighbours(probs, ctx.words, phrases), ctx.words, threshold)
                 else:
-                    kept = select_words_by_budget(probs, ctx.words, keep_count(len(ctx), rate, budget))
+                    kept = select_words_by_budget(pull_neighbours(probs, ctx.words, phrases), ctx.words,
+                                                  keep_count(len(ctx), rate, budget))
             else:
                 n_keep = keep_count(len(ctx), rate, budget)
                 sel = selector.select(self, ctx, q, n_keep, seed=seed)

@@ -83,6 +83,23 @@ def select_words_by_budget(scores: Sequence[float], words: Sequence[int], n_keep
     return np.flatnonzero(mask).tolist()
 
 
+def pull_neighbours(scores: Sequence[float], words: Sequence[int], strength: float) -> list[float]:
+    """Phrase mode: every word's score rises to at least ``strength`` × the score of the better of its
+    two neighbouring words, so a kept word tends to come with the words beside it ("engineer Maria
+    Lindqvist" rather than "Lindqvist"). 0 changes nothing; per token, the word's new score."""
+    if not 0.0 <= strength <= 1.0:
+        raise InvalidSettingError(f"phrases must be a strength in [0, 1], not {strength!r}.")
+    if strength == 0.0 or not len(scores):
+        return list(scores)
+    uniq, inv = np.unique(np.asarray(words), return_inverse=True)
+    best = np.full(len(uniq), -np.inf)
+    np.maximum.at(best, inv, np.asarray(scores, dtype=np.float64))
+    left = np.concatenate([[-np.inf], best[:-1]])
+    right = np.concatenate([best[1:], [-np.inf]])
+    pulled = np.maximum(best, strength * np.maximum(left, right))
+    return pulled[inv].tolist()
+
+
 def select_words_by_threshold(probs: Sequence[float], words: Sequence[int], threshold: float) -> list[int]:
     """Every token of every word whose (max) probability reaches ``threshold``, in original order."""
     if not isinstance(threshold, (int, float)) or not (0.0 < threshold < 1.0):

@@ -106,3 +106,29 @@ def test_array_selection_equals_the_reference_greedy_knapsack():
         scores = [round(rng.random(), 1) for _ in range(n)]  # coarse: many ties
         for k in (0, 1, rng.randint(1, n), n - 1, n):
             assert select_words_by_budget(scores, words, k) == _reference_select(scores, words, k), (scores, words, k)
+
+
+def test_phrases_pull_in_neighbours():
+    import pytest
+
+    from hyco2.errors import InvalidSettingError
+    from hyco2.selector import pull_neighbours, select_words_by_budget
+
+    scores = [0.1, 0.2, 0.9, 0.1, 0.05, 0.3]
+    words = [0, 1, 2, 3, 4, 5]
+    assert pull_neighbours(scores, words, 0.0) == scores
+    pulled = pull_neighbours(scores, words, 0.5)
+    assert pulled == pytest.approx([0.1, 0.45, 0.9, 0.45, 0.15, 0.3])
+    assert select_words_by_budget(scores, words, 3) == [1, 2, 5]  # isolated best words
+    assert select_words_by_budget(pulled, words, 3) == [1, 2, 3]  # a phrase around the best word
+    with pytest.raises(InvalidSettingError):
+        pull_neighbours(scores, words, 1.5)
+
+
+def test_compress_with_phrases_keeps_the_budget(tiny):
+    from tests.conftest import PARAGRAPH
+
+    plain = tiny.compress(PARAGRAPH, "Who built it?", budget=12)
+    phr = tiny.compress(PARAGRAPH, "Who built it?", budget=12, phrases=0.9)
+    assert phr.kept_tokens == plain.kept_tokens == 12
+    assert phr.probabilities == plain.probabilities  # shown probabilities stay the classifier's
