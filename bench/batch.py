@@ -14,12 +14,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from batch.db import open_db  # noqa: E402
-from batch.runner import BatchRunner, BatchSettings  # noqa: E402
-from bench.qa import machine  # noqa: E402
-from hyco2 import HyCo2Compressor  # noqa: E402
+from batch.db import open_db
+from batch.runner import BatchRunner, BatchSettings
+from bench.qa import machine
+from hyco2 import HyCo2Compressor
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -22,13 +22,11 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from hyco2 import HyCo2Compressor  # noqa: E402
-from hyco2.baselines import available_methods  # noqa: E402
-from hyco2.metrics import best_over_golds, contains, exact_match, f1_score  # noqa: E402
-from hyco2.modeling import HyCo2Model  # noqa: E402
-from hyco2.training.data import read_squad, with_distractors  # noqa: E402
+from hyco2 import HyCo2Compressor
+from hyco2.baselines import available_methods
+from hyco2.metrics import best_over_golds, contains, exact_match, f1_score
+from hyco2.modeling import HyCo2Model
+from hyco2.training.data import read_squad, with_distractors
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SETS = {  # name -> [(file, articles or None for all)]

@@ -14,9 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from hyco2.metrics import mean, nll_recovery, paired_bootstrap_ci  # noqa: E402
+from hyco2.metrics import mean, nll_recovery, paired_bootstrap_ci
 
 NAMES = {"selective-context": "Selective Context", "llmlingua": "LLMLingua", "longllmlingua": "LongLLMLingua",
          "mig": "COMI MIG", "truncate": "truncate", "random": "random"}

@@ -10,13 +10,11 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.qa import SHARED, machine  # noqa: E402
-from hyco2 import HyCo2Compressor  # noqa: E402
-from hyco2.baselines import available_methods  # noqa: E402
-from hyco2.metrics import normalize_answer  # noqa: E402
-from hyco2.training.data import read_squad  # noqa: E402
+from bench.qa import SHARED, machine
+from hyco2 import HyCo2Compressor
+from hyco2.baselines import available_methods
+from hyco2.metrics import normalize_answer
+from hyco2.training.data import read_squad
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,17 +3,15 @@ default model (integration tests, marked ``integration``)."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from hyco2.backbone import DEFAULT_BACKBONE, converted_path, wrap_model  # noqa: E402
-from hyco2.compressor import HyCo2Compressor  # noqa: E402
+from hyco2.backbone import DEFAULT_BACKBONE, converted_path, wrap_model
+from hyco2.compressor import HyCo2Compressor
 
 TEST_DATA = ROOT / "tests" / "data"  # small fixtures shipped with the tests (see tests/data/README.md)
 SQUAD_MINI = TEST_DATA / "squad-mini.json"

