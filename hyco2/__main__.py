@@ -8,11 +8,13 @@ import sys
 from pathlib import Path
 
 from .backbone import DEFAULT_BACKBONE, QUANTIZE_CHOICES
-from .errors import HyCo2Error
+from .errors import ContextTooLongError, HyCo2Error
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("file", help="a UTF-8 text file with the context ('-' reads standard input)")
+    p.add_argument("files", nargs="+", metavar="FILE",
+                   help="UTF-8 text file(s) with the context ('-' reads standard input); several files are "
+                        "several documents, each compressed in its own chunks; any length")
     p.add_argument("-q", "--question", default=None, help="the question (compress: optional)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--rate", type=float, default=None, help="share of context tokens kept verbatim (default 0.15)")
@@ -70,28 +72,37 @@ def main(argv: list[str] | None = None) -> int:
             raise HyCo2Error("answer needs a question: -q 'your question'")
         if args.method not in available_methods():
             raise HyCo2Error(f"Unknown method {args.method!r}; choose one of: {', '.join(available_methods())}.")
-        context = _read(args.file)
+        texts = [_read(f) for f in args.files]
+        source = {"documents": texts} if len(texts) > 1 else {"context": texts[0]}
         comp = HyCo2Compressor.from_pretrained(args.checkpoint, model=args.model, quantize=args.quantize,
                                                device=args.device)
-        settings = dict(rate=args.rate, budget=args.budget, threshold=args.threshold, method=args.method)
+        settings = dict(rate=args.rate, budget=args.budget, threshold=args.threshold, method=args.method,
+                        progress=True)
         if args.command == "compress":
-            r = comp.compress(context, args.question, **settings)
+            r = comp.compress(question=args.question, **source, **settings)
             if args.json:
                 print(json.dumps(r.to_dict(), indent=2, ensure_ascii=False))
             else:
                 print(r.kept_text.strip())
+                chunks = f" in {len(r.segments)} chunks" if r.segments else ""
                 print(f"\n[{r.method}] {r.context_tokens} → {r.kept_tokens} kept + {r.soft_tokens} soft tokens "
-                      f"({r.ratio:.1f}x); cl100k {r.cl100k_context_tokens} → {r.cl100k_kept_tokens}"
+                      f"({r.ratio:.1f}x){chunks}; cl100k {r.cl100k_context_tokens} → {r.cl100k_kept_tokens}"
+                      + ("; budget cut to fit the decoder's window" if r.rate_adjusted else "")
                       + ("; UNTRAINED checkpoint" if r.untrained else ""))
             return 0
-        full = comp.answer(context, args.question, mode="full", max_new_tokens=args.max_new_tokens)
-        r = comp.compress(context, args.question, **settings)
+        r = comp.compress(question=args.question, **source, **settings)
         mode = "hybrid" if r.soft_tokens else "hard"
-        small = comp.answer(context, args.question, mode=mode, compression=r, max_new_tokens=args.max_new_tokens)
+        small = comp.answer(question=args.question, mode=mode, compression=r, max_new_tokens=args.max_new_tokens,
+                            **source)
         print(f"question:   {args.question}")
-        print(f"full:       {full.text}    [{full.document_tokens} context tokens, {full.latency_s:.2f} s]")
+        try:
+            full = comp.answer(question=args.question, mode="full", max_new_tokens=args.max_new_tokens, **source)
+            print(f"full:       {full.text}    [{full.document_tokens} context tokens, {full.latency_s:.2f} s]")
+        except ContextTooLongError as exc:
+            print(f"full:       (does not fit the backbone's window: {exc.n_tokens} > {exc.limit} tokens)")
+        chunks = f", {len(r.segments)} chunks" if r.segments else ""
         print(f"compressed: {small.text}    [{small.document_tokens} tokens = {r.kept_tokens} kept + "
-              f"{r.soft_tokens} soft, {r.ratio:.1f}x, {r.timings['total_s'] + small.latency_s:.2f} s]")
+              f"{r.soft_tokens} soft, {r.ratio:.1f}x{chunks}, {r.timings['total_s'] + small.latency_s:.2f} s]")
         print(f"kept:       {r.kept_text.strip()}")
         return 0
     except HyCo2Error as exc:

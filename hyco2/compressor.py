@@ -14,6 +14,7 @@ from .backbone import DEFAULT_BACKBONE, Backbone, load_backbone
 from .config import HyCo2Config
 from .counting import count_cl100k
 from .decoder import forward_on_targets, target_nll
+from .chunking import DOCUMENT_SEPARATOR, chunk_bounds, join_documents, sub_context
 from .encoder import ContextEncoder, TokenizedContext, tokenize_context
 from .errors import ContextTooLongError, EmptyInputError, HyCo2OutOfMemoryError, InvalidSettingError
 from .modeling import HyCo2Model
@@ -51,6 +52,11 @@ class CompressionResult:
     untrained: bool = False
     checkpoint: str = ""
     forward_passes: int = 1  # backbone forwards the method spent to compress
+    #: (soft tokens, kept tokens) of each chunk in document order, when the context was longer than
+    #: one window or a list of documents; None = one chunk. The decoder reads [soft_1][kept_1][soft_2]…
+    segments: list[tuple[int, int]] | None = None
+    documents: list[tuple[int, int]] | None = None  # each document's token range, for document lists
+    rate_adjusted: bool = False  # the kept budget was cut so that the decoder's window holds the result
 
     @property
     def kept_tokens(self) -> int:
@@ -93,6 +99,10 @@ class CompressionResult:
             "untrained": self.untrained,
             "checkpoint": self.checkpoint,
             "forward_passes": self.forward_passes,
+            "chunks": len(self.segments) if self.segments else 1,
+            "segments": self.segments,
+            "documents": self.documents,
+            "rate_adjusted": self.rate_adjusted,
         }
 
 
@@ -207,17 +217,37 @@ class HyCo2Compressor:
             raise EmptyInputError("The question is empty: pass a question, or None for a generic summary instruction.")
         return as_text(question, "question").strip()
 
-    def compress(self, context: str | bytes, question: str | bytes | None = None, *, rate: float | None = None,
+    def compress(self, context: str | bytes | None = None, question: str | bytes | None = None, *,
+                 documents: list[str | bytes] | None = None, rate: float | None = None,
                  budget: int | None = None, threshold: float | None = None, method: str = "hyco2",
-                 selector: str = "classifier", seed: int = 0, phrases: float = 0.0) -> CompressionResult:
-        """Compress one context (see :meth:`compress_batch`)."""
+                 selector: str = "classifier", seed: int = 0, phrases: float = 0.0,
+                 progress: bool = False) -> CompressionResult:
+        """Compress one context of any length, or a list of ``documents`` (see :meth:`compress_batch`).
+
+        A context longer than one window, or a document list, is cut into chunks (blank lines, then
+        sentence ends; never inside a word), encoded in batches; each chunk gets its own soft tokens, and
+        the kept-token budget goes to the chunks whose tokens the classifier scores highest (one
+        selection over all chunks, so the total is exact). ``progress`` shows a bar over the chunks.
+        """
+        if context is not None and documents is not None:
+            raise InvalidSettingError("Pass either a context or documents=[...], not both.")
+        if context is None and documents is None:
+            raise EmptyInputError("The context is missing: pass a non-empty text, or documents=[...].")
+        if documents is not None:
+            if isinstance(documents, (str, bytes)) or not documents:
+                raise InvalidSettingError("documents must be a non-empty list of texts.")
+            rate = self._check_settings(rate, budget, threshold, method, selector, phrases)
+            texts = [as_text(d, f"document {i + 1}") for i, d in enumerate(documents)]
+            return self._compress_long(texts, self._question(question), rate, budget, threshold, method,
+                                       selector, phrases, progress)
         return self.compress_batch([context], [question], rate=rate, budget=budget, threshold=threshold,
-                                   method=method, selector=selector, seed=seed, phrases=phrases)[0]
+                                   method=method, selector=selector, seed=seed, phrases=phrases,
+                                   progress=progress)[0]
 
     def compress_batch(self, contexts: list[str | bytes], questions: list[str | bytes | None] | None = None, *,
                        rate: float | None = None, budget: int | None = None, threshold: float | None = None,
                        method: str = "hyco2", selector: str = "classifier", seed: int = 0,
-                       batch_size: int = 8, phrases: float = 0.0) -> list[CompressionResult]:
+                       batch_size: int = 8, phrases: float = 0.0, progress: bool = False) -> list[CompressionResult]:
         """Compress many contexts; one backbone forward per batch.
 
         Exactly one of ``rate`` (fraction of context tokens kept verbatim), ``budget`` (kept token
@@ -230,6 +260,38 @@ class HyCo2Compressor:
         """
         from .baselines import get_selector
 
+        rate = self._check_settings(rate, budget, threshold, method, selector, phrases)
+        if not contexts:
+            return []
+        questions = list(questions) if questions is not None else [None] * len(contexts)
+        if len(questions) != len(contexts):
+            raise InvalidSettingError(f"{len(contexts)} contexts but {len(questions)} questions.")
+        peer = None if method == "hyco2" else get_selector(method)
+        hard = None if selector == "classifier" else get_selector(selector)
+        results: list[CompressionResult] = []
+        for start in range(0, len(contexts), batch_size):
+            texts = [as_text(c, "context") for c in contexts[start:start + batch_size]]
+            qs = [self._question(q) for q in questions[start:start + batch_size]]
+            toks = [tokenize_context(self.backbone, t) for t in texts]
+            short = [i for i, t in enumerate(toks) if len(t) <= self.max_context_tokens]
+            done: dict[int, CompressionResult] = {}
+            if short:
+                with _friendly_oom():
+                    done.update(zip(short, self._compress_chunk([toks[i] for i in short], [qs[i] for i in short],
+                                                                rate, budget, threshold, method, peer, hard, seed,
+                                                                phrases)))
+            for i in range(len(toks)):  # longer than one window: chunked, one result each
+                if i not in done and (method != "hyco2" or selector != "classifier"):
+                    raise ContextTooLongError(len(toks[i]), self.max_context_tokens)
+                if i not in done:
+                    done[i] = self._compress_long([texts[i]], qs[i], rate, budget, threshold, method, selector,
+                                                  phrases, progress, tokenized=toks[i])
+            results.extend(done[i] for i in range(len(toks)))
+        return results
+
+    def _check_settings(self, rate, budget, threshold, method: str, selector: str, phrases: float) -> float | None:
+        """Validate one request's settings before any work; returns the rate to use (the checkpoint's
+        default when none of rate, budget, threshold is given)."""
         given = sum(x is not None for x in (rate, budget, threshold))
         if given > 1:
             raise InvalidSettingError("Give at most one of rate, budget or threshold.")
@@ -241,22 +303,66 @@ class HyCo2Compressor:
             raise InvalidSettingError("selector only applies to method='hyco2'.")
         if phrases and (method != "hyco2" or selector != "classifier"):
             raise InvalidSettingError("phrases applies to the HyCo2 classifier (method='hyco2').")
-        pull_neighbours([], [], phrases)  # validates the strength before any work
-        if not contexts:
-            return []
-        questions = list(questions) if questions is not None else [None] * len(contexts)
-        if len(questions) != len(contexts):
-            raise InvalidSettingError(f"{len(contexts)} contexts but {len(questions)} questions.")
-        peer = None if method == "hyco2" else get_selector(method)
-        hard = None if selector == "classifier" else get_selector(selector)
-        results: list[CompressionResult] = []
-        for start in range(0, len(contexts), batch_size):
-            chunk = [self.tokenize(c) for c in contexts[start:start + batch_size]]
-            qs = [self._question(q) for q in questions[start:start + batch_size]]
+        pull_neighbours([], [], phrases)  # validates the strength
+        return rate
+
+    @torch.no_grad()
+    def _compress_long(self, texts: list[str], question: str | None, rate, budget, threshold, method: str,
+                       selector: str, phrases: float, progress: bool, tokenized: TokenizedContext | None = None,
+                       batch_size: int = 8) -> CompressionResult:
+        """Chunks of one long text or of a document list → one result with per-chunk segments."""
+        from tqdm.auto import tqdm
+
+        if method != "hyco2" or selector != "classifier":
+            raise InvalidSettingError(
+                f"{method if method != 'hyco2' else selector} reads one window at a time; long contexts and "
+                f"document lists are compressed by HyCo2's classifier (method='hyco2'). Split the text first "
+                f"to use a peer.")
+        t0 = time.perf_counter()
+        if tokenized is not None:
+            ctx, ranges = tokenized, [(0, len(tokenized))]
+        else:
+            ctx, ranges = join_documents(self.backbone, texts)
+        bounds = [b for s, e in ranges for b in chunk_bounds(ctx, self.max_context_tokens, s, e)]
+        if not bounds:
+            raise EmptyInputError("The documents are empty: pass non-empty texts.")
+        chunks = [sub_context(ctx, s, e) for s, e in bounds]
+        softs, probs = [], []
+        starts = range(0, len(chunks), batch_size)
+        for b in tqdm(starts, desc="compressing", unit="batch", disable=not progress or len(starts) < 2):
+            part = chunks[b:b + batch_size]
             with _friendly_oom():
-                results.extend(self._compress_chunk(chunk, qs, rate, budget, threshold, method, peer, hard, seed,
-                                                    phrases))
-        return results
+                soft, logits = self.model(self.encoder.encode(part, [question] * len(part)))
+            probs += [p[: len(c)] for c, p in zip(part, torch.sigmoid(logits).float().cpu())]
+            softs += list(soft.float().cpu())
+        p_all = torch.cat(probs).tolist()
+        scores = pull_neighbours(p_all, ctx.words, phrases)
+        k = self.model.config.num_soft_tokens
+        room = self.max_context_tokens - k * len(chunks)  # what the decoder's window leaves for kept tokens
+        if room < 0:
+            raise ContextTooLongError(k * len(chunks), self.max_context_tokens)
+        if threshold is not None:
+            kept = select_words_by_threshold(scores, ctx.words, threshold)
+        else:
+            kept = select_words_by_budget(scores, ctx.words, keep_count(len(ctx), rate, budget))
+        adjusted = len(kept) > room
+        if adjusted:
+            log.warning("Kept %d tokens + %d soft do not fit the decoder's window; keeping the best %d.",
+                        len(kept), k * len(chunks), room)
+            kept = select_words_by_budget(scores, ctx.words, room)
+        segments = [(k, sum(1 for p in kept if s <= p < e)) for s, e in bounds]
+        kept_ids = [ctx.ids[p] for p in kept]
+        kept_text = self.backbone.tokenizer.decode(kept_ids)
+        total = time.perf_counter() - t0
+        return CompressionResult(
+            context=ctx.text, question=question, method="hyco2", kept_positions=kept, kept_token_ids=kept_ids,
+            kept_spans=[ctx.offsets[p] for p in kept], kept_text=kept_text, probabilities=p_all,
+            soft_embeddings=torch.cat([x[None] for x in softs]).reshape(-1, softs[0].shape[-1]),
+            context_tokens=len(ctx), cl100k_context_tokens=count_cl100k(ctx.text),
+            cl100k_kept_tokens=count_cl100k(kept_text), timings={"encode_s": total, "select_s": 0.0, "total_s": total},
+            untrained=self.untrained, checkpoint=self.checkpoint, forward_passes=len(chunks), segments=segments,
+            documents=ranges if tokenized is None else None, rate_adjusted=adjusted,
+        )
 
     @torch.no_grad()
     def _compress_chunk(self, chunk, qs, rate, budget, threshold, method, selector, hard, seed, phrases=0.0):
@@ -318,10 +424,27 @@ class HyCo2Compressor:
         assert compression is not None
         soft = compression.soft_embeddings if mode in ("hybrid", "soft") else None
         kept = compression.kept_token_ids if mode in ("hybrid", "hard") else None
-        doc = (SOFT if soft is not None else "") + (KEPT if kept is not None else "")
-        parts = prompt_parts(bb, qa_user_text(question, doc))
-        n_doc = (0 if soft is None else soft.shape[0]) + (0 if kept is None else len(kept))
-        return embed_prompt(bb, parts, soft=soft, kept_ids=kept), n_doc
+        if compression.segments is None:  # one chunk: one soft slot, one kept slot
+            doc = (SOFT if soft is not None else "") + (KEPT if kept is not None else "")
+            parts = prompt_parts(bb, qa_user_text(question, doc))
+            n_doc = (0 if soft is None else soft.shape[0]) + (0 if kept is None else len(kept))
+            return embed_prompt(bb, parts, soft=soft, kept_ids=kept), n_doc
+        # several chunks: [soft_1][kept_1] [soft_2][kept_2] … in document order, a blank line between
+        softs, kepts, docs, si, ki = [], [], [], 0, 0
+        for n_soft, n_kept in compression.segments:
+            piece = ""
+            if soft is not None and n_soft:
+                softs.append(soft[si:si + n_soft])
+                piece += SOFT
+            if kept is not None and n_kept:
+                kepts.append(kept[ki:ki + n_kept])
+                piece += KEPT
+            si, ki = si + n_soft, ki + n_kept
+            if piece:
+                docs.append(piece)
+        parts = prompt_parts(bb, qa_user_text(question, "\n\n".join(docs)))
+        n_doc = sum(x.shape[0] for x in softs) + sum(map(len, kepts))
+        return embed_prompt(bb, parts, soft=softs, kept_ids=tuple(kepts)), n_doc
 
     @torch.no_grad()
     def generate(self, embeds: list[torch.Tensor], max_new_tokens: int = 32) -> list[str]:
@@ -369,11 +492,27 @@ class HyCo2Compressor:
                 raise HyCo2OutOfMemoryError("The device ran out of memory while answering.") from errors[0]
             raise errors[0]
 
-    def answer(self, context: str | bytes, question: str | bytes, mode: str = "hybrid", *,
+    def answer(self, context: str | bytes | None = None, question: str | bytes | None = None,
+               mode: str = "hybrid", *, documents: list[str | bytes] | None = None,
                rate: float | None = None, budget: int | None = None, threshold: float | None = None,
                method: str = "hyco2", compression: CompressionResult | None = None,
-               max_new_tokens: int = 32) -> Answer:
-        """Answer ``question`` from the full context, its compression, or nothing (``mode``)."""
+               max_new_tokens: int = 32, progress: bool = False) -> Answer:
+        """Answer ``question`` from the full context, its compression, or nothing (``mode``).
+
+        ``documents=[...]`` instead of a context: compressed chunk by chunk (see :meth:`compress`); in
+        ``full`` mode the documents are read joined by blank lines (and must fit one window)."""
+        if documents is not None:
+            if context is not None:
+                raise InvalidSettingError("Pass either a context or documents=[...], not both.")
+            if MODE_ALIASES.get(mode, mode) in ("hybrid", "soft", "hard") and compression is None:
+                compression = self.compress(documents=documents, question=question, rate=rate, budget=budget,
+                                            threshold=threshold, method=method, progress=progress)
+            context = DOCUMENT_SEPARATOR.join(as_text(d, f"document {i + 1}") for i, d in enumerate(documents))
+        if context is None:
+            raise EmptyInputError("answer() needs a context or documents=[...].")
+        if compression is None and MODE_ALIASES.get(mode, mode) in ("hybrid", "soft", "hard"):
+            compression = self.compress(context, question, rate=rate, budget=budget, threshold=threshold,
+                                        method=method, progress=progress)
         return self.answer_batch([context], [question], mode, rate=rate, budget=budget, threshold=threshold,
                                  method=method, compressions=[compression] if compression else None,
                                  max_new_tokens=max_new_tokens)[0]

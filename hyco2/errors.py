@@ -27,8 +27,9 @@ class ContextTooLongError(HyCo2Error, ValueError):
         self.limit = limit
         super().__init__(
             f"The context has {n_tokens} backbone tokens; this backbone reads at most {limit} in one "
-            f"pass. Split the document (batch mode does this with --chunk-tokens) or use a backbone "
-            f"with a longer window."
+            f"pass. Compressed modes take any length (the text is compressed chunk by chunk); the "
+            f"full-context mode and the peers read one window: compress first, or use a backbone with a "
+            f"longer window."
         )
 
 

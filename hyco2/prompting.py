@@ -72,23 +72,31 @@ def prompt_parts(backbone: Backbone, user_text: str) -> PromptParts:
 def embed_prompt(
     backbone: Backbone,
     prompt: PromptParts,
-    soft: torch.Tensor | None = None,
-    kept_ids: list[int] | None = None,
+    soft: torch.Tensor | list[torch.Tensor] | None = None,
+    kept_ids: list[int] | tuple[list[int], ...] | None = None,
     kept_scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """(T, D) input embeddings. ``kept_scale`` multiplies the kept embeddings (straight-through)."""
+    """(T, D) input embeddings. ``kept_scale`` multiplies the kept embeddings (straight-through).
+
+    A prompt may have several soft and kept slots (one pair per chunk of a long document): give
+    ``soft`` as a list of tensors and ``kept_ids`` as a tuple of id lists, consumed slot by slot.
+    """
+    softs = iter(soft) if isinstance(soft, list) else None
+    kepts = iter(kept_ids) if isinstance(kept_ids, tuple) else None
     pieces = []
     for kind, ids in prompt.parts:
         if kind == "ids":
             pieces.append(backbone.embed(torch.tensor(ids, dtype=torch.long)))
         elif kind == "soft":
-            if soft is None:
+            s = next(softs, None) if softs is not None else soft
+            if s is None:
                 raise ValueError("prompt has a soft slot but no soft tokens were given")
-            pieces.append(soft.to(backbone.device, backbone.compute_dtype))
+            pieces.append(s.to(backbone.device, backbone.compute_dtype))
         else:
-            if kept_ids is None:
+            k = next(kepts, None) if kepts is not None else kept_ids
+            if k is None:
                 raise ValueError("prompt has a kept slot but no kept ids were given")
-            emb = backbone.embed(torch.tensor(kept_ids, dtype=torch.long))
+            emb = backbone.embed(torch.tensor(k, dtype=torch.long))
             if kept_scale is not None:
                 emb = emb * kept_scale.to(emb.dtype)[:, None]
             pieces.append(emb)

@@ -76,7 +76,9 @@ def test_bad_question_and_settings(tiny):
 def test_too_long_context_says_both_lengths(tiny):
     long_text = "word " * 600  # the tiny backbone reads 512 positions
     with pytest.raises(ContextTooLongError, match=r"has \d+ backbone tokens.*at most 256"):
-        tiny.compress(long_text, "q?")
+        tiny.answer(long_text, "q?", mode="full")
+    with pytest.raises(ContextTooLongError):
+        tiny.compress(long_text, "q?", method="truncate")  # peers read one window
 
 
 def test_answer_modes_return_text_and_counts(tiny):
@@ -102,3 +104,69 @@ def test_answer_nll_ranks_the_answer_the_context_supports(tiny):
         assert nll > 0 and nll == nll
     with pytest.raises(InvalidSettingError, match="compressions"):
         tiny.answer_nll([PARAGRAPH], [q], ["x"], "hybrid")
+
+
+def test_long_context_is_compressed_chunk_by_chunk_with_an_exact_budget(tiny):
+    long_text = "\n\n".join(PARAGRAPH.replace("1872", str(1800 + i)) for i in range(12))  # ~3.7x the window
+    ctx = tiny.tokenize(PARAGRAPH)
+    assert 3 * tiny.max_context_tokens < 12 * len(ctx)
+    r = tiny.compress(long_text, "When was it built?", budget=60)
+    k = tiny.model.config.num_soft_tokens
+    assert r.segments and len(r.segments) >= 2 and all(s == k for s, _ in r.segments)
+    assert sum(n for _, n in r.segments) == r.kept_tokens == 60  # allocation sums to the budget
+    assert r.kept_positions == sorted(set(r.kept_positions))  # order kept
+    assert r.soft_embeddings.shape[0] == k * len(r.segments)
+    assert r.forward_passes == len(r.segments)
+    assert all(long_text[a:b] for a, b in r.kept_spans)
+    a = tiny.answer(long_text, "When was it built?", budget=60, max_new_tokens=3)
+    assert a.document_tokens == r.compressed_tokens
+    d = r.to_dict()
+    assert d["chunks"] == len(r.segments) and not d["rate_adjusted"]
+
+
+def test_budget_goes_where_the_classifier_scores_high(tiny):
+    """A stand-in classifier that scores digits high: the document holding numbers gets the budget."""
+    tok = tiny.backbone.tokenizer
+    digit_ids = {i for t, i in tok.get_vocab().items() if any(ch.isdigit() for ch in t)}
+
+    class ScoresFromIds(torch.nn.Module):
+        logits = None
+
+        def forward(self, states):
+            return self.logits
+
+    head = ScoresFromIds()
+    tiny.model.classifier = head
+    encode = tiny.encoder.encode
+
+    def encode_and_score(contexts, questions):
+        enc = encode(contexts, questions)
+        head.logits = torch.tensor([[5.0 if j < len(c.ids) and c.ids[j] in digit_ids else -5.0
+                                     for j in range(enc.context_mask.shape[1])] for c in contexts])
+        return enc
+
+    tiny.encoder.encode = encode_and_score
+    docs = ["plain words only here and nothing else at all " * 3, "the values 1872 and 1954 and 212 matter"]
+    n0 = len(tok(docs[0], add_special_tokens=False)["input_ids"])
+    r = tiny.compress(documents=docs, question="Which years?", budget=4)
+    assert r.documents[0] == (0, n0) and r.documents[1][0] == n0
+    assert [n for _, n in r.segments] == [0, 4]
+    assert any(ch.isdigit() for ch in r.kept_text)
+
+
+def test_document_lists(tiny):
+    docs = [PARAGRAPH, "The bakery on Mill Street opens at six.", PARAGRAPH.replace("Maria", "Anna")]
+    r = tiny.compress(documents=docs, question="Who built it?", rate=0.2)
+    assert r.context == "\n\n".join(docs) and len(r.documents) == 3
+    assert len(r.segments) == 3  # each document its own chunk here
+    assert r.kept_tokens == max(1, round(0.2 * r.context_tokens))
+    a = tiny.answer(documents=docs, question="Who built it?", rate=0.2, max_new_tokens=3)
+    assert a.compression is not None and a.compression.segments == r.segments
+    full = tiny.answer(documents=docs, question="Who built it?", mode="full", max_new_tokens=3)
+    assert full.document_tokens == len(tiny.tokenize("\n\n".join(docs)))
+    with pytest.raises(InvalidSettingError, match="either a context or documents"):
+        tiny.compress(PARAGRAPH, "q?", documents=docs)
+    with pytest.raises(InvalidSettingError, match="non-empty list"):
+        tiny.compress(documents=[], question="q?")
+    with pytest.raises(EmptyInputError, match="document 2"):
+        tiny.compress(documents=[PARAGRAPH, "  "], question="q?")
