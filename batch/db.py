@@ -33,7 +33,7 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
             "error": str, "original_tokens": int, "kept_tokens": int, "soft_tokens": int,
             "cl100k_original": int, "cl100k_kept": int, "ratio": float, "kept_text": str,
             "kept_positions": str, "encode_s": float, "select_s": float, "total_s": float,
-            "embeddings": bytes, "embedding_shape": str, "created_at": str,
+            "embeddings": bytes, "embedding_shape": str, "segments": str, "created_at": str,
         }, pk="id", not_null={"run_id", "document_id", "settings_hash", "status"},
             foreign_keys=[("run_id", "runs", "id"), ("document_id", "documents", "id")])
         db["compressions"].create_index(["document_id", "settings_hash", "question", "chunk"], unique=True)

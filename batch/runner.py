@@ -16,6 +16,7 @@ import sqlite_utils
 from tqdm.auto import tqdm
 
 import hyco2
+from hyco2.chunking import chunk_bounds
 from hyco2.compressor import CompressionResult, HyCo2Compressor
 from hyco2.encoder import GENERIC_INSTRUCTION, tokenize_context
 from hyco2.errors import HyCo2Error, HyCo2OutOfMemoryError
@@ -86,25 +87,13 @@ def mark_stale_runs(db: sqlite_utils.Database) -> None:
 
 
 def split_chunks(comp: HyCo2Compressor, text: str, limit: int) -> list[str]:
-    """Pieces of at most ``limit`` backbone tokens, cut at paragraph breaks where possible."""
+    """Pieces of at most ``limit`` backbone tokens, cut where hyco2.chunking cuts (blank lines, then
+    sentence ends, never inside a word)."""
     ctx = tokenize_context(comp.backbone, text)
     if len(ctx) <= limit:
         return [text]
-    chunks, start_tok = [], 0
-    while start_tok < len(ctx):
-        end_tok = min(len(ctx), start_tok + limit)
-        if end_tok < len(ctx):  # prefer the last paragraph break inside the window
-            lo, hi = ctx.offsets[start_tok][0], ctx.offsets[end_tok - 1][1]
-            cut = text.rfind("\n\n", lo, hi)
-            if cut > lo:  # the first token ending after the break starts the next chunk
-                first_after = next((i for i in range(start_tok, end_tok) if ctx.offsets[i][1] > cut), end_tok)
-                if first_after > start_tok:
-                    end_tok = first_after
-        piece = text[ctx.offsets[start_tok][0]:ctx.offsets[end_tok - 1][1]]
-        if piece.strip():
-            chunks.append(piece)
-        start_tok = end_tok
-    return chunks
+    pieces = (text[ctx.offsets[s][0]:ctx.offsets[e - 1][1]] for s, e in chunk_bounds(ctx, limit))
+    return [p for p in pieces if p.strip()]
 
 
 class BatchRunner:
@@ -216,7 +205,10 @@ class BatchRunner:
             if err is not None:
                 raise err
             text = extract_text(f.path, raw, self.s.json_fields)
-            chunks = split_chunks(self.comp, text, self.limit)
+            # HyCo2 compresses a document of any length as one result (chunked inside, one row with
+            # per-chunk segments); peers read one window, and --chunk-tokens asks for separate pieces
+            whole = self.s.method == "hyco2" and self.s.selector == "classifier" and not self.s.chunk_tokens
+            chunks = [text] if whole else split_chunks(self.comp, text, self.limit)
         except HyCo2Error as exc:
             doc.error = exc
             doc.items = [(q, 0, "") for q in questions]
@@ -265,7 +257,7 @@ class BatchRunner:
                 r = d.error if d.error is not None else d.results[idx]
                 rows.append(self._row(run_id, d.doc_id, q, chunk, r))
             with self.db.conn:  # the whole document or nothing
-                self.db["compressions"].insert_all(rows, replace=True)
+                self.db["compressions"].insert_all(rows, replace=True, alter=True)
             if any(row["status"] == "error" for row in rows):
                 self.stats["errors"] += 1
             else:
@@ -287,7 +279,8 @@ class BatchRunner:
                "soft_tokens": r.soft_tokens, "cl100k_original": r.cl100k_context_tokens,
                "cl100k_kept": r.cl100k_kept_tokens, "ratio": round(r.ratio, 4), "kept_text": r.kept_text,
                "kept_positions": json.dumps(r.kept_positions), "encode_s": r.timings.get("encode_s"),
-               "select_s": r.timings.get("select_s"), "total_s": r.timings.get("total_s")}
+               "select_s": r.timings.get("select_s"), "total_s": r.timings.get("total_s"),
+               "segments": json.dumps(r.segments) if r.segments else None}
         if self.s.store_embeddings and r.soft_embeddings is not None:
             emb = r.soft_embeddings.numpy().astype(np.float16)
             row["embeddings"] = emb.tobytes()

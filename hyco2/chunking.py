@@ -60,12 +60,20 @@ def _best_cut(ctx: TokenizedContext, lo: int, hi: int) -> int | None:
     """The best position in (lo, hi] to start a new chunk at, by boundary strength."""
     text = ctx.text
 
-    def before(i: int) -> str:  # token i-1 and whatever lies between it and token i
-        return text[ctx.offsets[i - 1][0]:ctx.offsets[i][0]]
+    def before(i: int) -> str:  # a few characters before token i (bounded: documents can be long)
+        a = ctx.offsets[i][0]
+        return text[max(0, a - 8):a]
 
-    for test in (lambda i: "\n\n" in before(i),
-                 lambda i: before(i).rstrip().endswith(SENTENCE_ENDS) and ctx.words[i] != ctx.words[i - 1],
-                 lambda i: ctx.words[i] != ctx.words[i - 1]):
+    def word_start(i: int) -> bool:  # whitespace tokens belong to the word they precede
+        return ctx.words[i] != ctx.words[i - 1]
+
+    def after_blank_line(i: int) -> bool:  # the word starting at i opens a new paragraph
+        a = ctx.offsets[i][0]
+        return text[a:a + 8].lstrip(" \t").startswith("\n\n")
+
+    for test in (lambda i: word_start(i) and after_blank_line(i),
+                 lambda i: word_start(i) and before(i).rstrip().endswith(SENTENCE_ENDS),
+                 word_start):
         for i in range(hi, lo, -1):
             if test(i):
                 return i

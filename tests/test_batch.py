@@ -103,6 +103,22 @@ def test_long_documents_are_chunked(tmp_path):
     assert len(chunks) >= 4 and all(c["original_tokens"] <= 120 for c in chunks)
 
 
+def test_a_document_longer_than_the_window_is_one_compression(tmp_path):
+    d = tmp_path / "book"
+    d.mkdir()
+    (d / "book.txt").write_text("\n\n".join([PARAGRAPH] * 110))  # ~8.6k tokens: over the 7,936-token window
+    db = tmp_path / "b.db"
+    assert batch_main(["compress", str(d), "--db", str(db), "--rate", "0.05", "--no-progress"]) == 0
+    rows = _rows(db, "select chunk, original_tokens, kept_tokens, soft_tokens, segments from compressions")
+    assert len(rows) == 1 and rows[0]["chunk"] == 0 and rows[0]["original_tokens"] > 7936
+    segments = json.loads(rows[0]["segments"])
+    assert len(segments) >= 2 and sum(n for _, n in segments) == rows[0]["kept_tokens"]
+    assert rows[0]["soft_tokens"] == 16 * len(segments)
+    # resumable as before: the same command again does nothing new
+    assert batch_main(["compress", str(d), "--db", str(db), "--rate", "0.05", "--no-progress"]) == 0
+    assert len(_rows(db, "select id from compressions")) == 1
+
+
 def test_killed_run_resumes_with_each_document_exactly_once(tmp_path):
     d = tmp_path / "many"
     d.mkdir()
