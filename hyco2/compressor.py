@@ -279,6 +279,9 @@ class HyCo2Compressor:
             qs = [self._question(q) for q in questions[start:start + batch_size]]
             toks = [tokenize_context(self.backbone, t) for t in texts]
             short = [i for i, t in enumerate(toks) if len(t) <= self.max_context_tokens]
+            if len(short) < len(toks) and (method != "hyco2" or selector != "classifier"):
+                longest = max(len(t) for t in toks)  # peers read one window: refuse before any work
+                raise ContextTooLongError(longest, self.max_context_tokens)
             done: dict[int, CompressionResult] = {}
             if short:
                 with _friendly_oom():
@@ -286,8 +289,6 @@ class HyCo2Compressor:
                                                                 rate, budget, threshold, method, peer, hard, seed,
                                                                 phrases)))
             for i in range(len(toks)):  # longer than one window: chunked, one result each
-                if i not in done and (method != "hyco2" or selector != "classifier"):
-                    raise ContextTooLongError(len(toks[i]), self.max_context_tokens)
                 if i not in done:
                     done[i] = self._compress_long([texts[i]], qs[i], rate, budget, threshold, method, selector,
                                                   phrases, progress, tokenized=toks[i])
@@ -362,7 +363,7 @@ class HyCo2Compressor:
         return CompressionResult(
             context=ctx.text, question=question, method="hyco2", kept_positions=kept, kept_token_ids=kept_ids,
             kept_spans=[ctx.offsets[p] for p in kept], kept_text=kept_text, probabilities=p_all,
-            soft_embeddings=torch.cat([x[None] for x in softs]).reshape(-1, softs[0].shape[-1]),
+            soft_embeddings=torch.cat(softs),
             context_tokens=len(ctx), cl100k_context_tokens=count_cl100k(ctx.text),
             cl100k_kept_tokens=count_cl100k(kept_text), timings={"encode_s": total, "select_s": 0.0, "total_s": total},
             untrained=self.untrained, checkpoint=self.checkpoint, forward_passes=len(chunks), segments=segments,
