@@ -1,0 +1,41 @@
+"""README.md and docs/DESIGN.md name only files and library objects that exist."""
+import importlib
+import re
+
+import pytest
+
+from tests.conftest import ROOT
+
+DOCS = [ROOT / "README.md", ROOT / "docs" / "DESIGN.md"]
+PATH = re.compile(r"`((?:hyco2|bench|batch|ui|scripts|tests|docs|assets)/[\w./-]+|[\w-]+\.(?:py|sh|toml))`")
+DOTTED = re.compile(r"\bhyco2(?:\.[A-Za-z_]\w*)+")
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_named_paths_exist(doc):
+    text = doc.read_text(encoding="utf-8")
+    paths = {m.group(1) for m in PATH.finditer(text)}
+    assert paths, "the pattern should find some paths"
+    missing = sorted(p for p in paths if not (ROOT / p.rstrip("/")).exists() and not (ROOT / "docs" / p).exists())
+    assert not missing, f"{doc.name} names missing files: {missing}"
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_named_library_objects_exist(doc):
+    missing = []
+    for name in sorted(set(DOTTED.findall(doc.read_text(encoding="utf-8")))):
+        parts = name.split(".")
+        for cut in range(len(parts), 0, -1):  # longest importable module, then attributes
+            try:
+                obj = importlib.import_module(".".join(parts[:cut]))
+            except ImportError:
+                continue
+            try:
+                for attr in parts[cut:]:
+                    obj = getattr(obj, attr)
+            except AttributeError:
+                missing.append(name)
+            break
+        else:
+            missing.append(name)
+    assert not missing, f"{doc.name} names missing objects: {missing}"
