@@ -11,6 +11,7 @@ from typing import Any, Iterator
 import torch
 
 from .backbone import DEFAULT_BACKBONE, Backbone, load_backbone
+from .baselines import get_selector
 from .config import HyCo2Config
 from .counting import count_cl100k
 from .decoder import forward_on_targets, target_nll
@@ -263,8 +264,6 @@ class HyCo2Compressor:
         soft tokens. ``phrases`` (0–1, classifier only) lets kept words pull in their neighbours
         (:func:`hyco2.selector.pull_neighbours`).
         """
-        from .baselines import get_selector
-
         rate = self._check_settings(rate, budget, threshold, method, selector, phrases)
         if not contexts:
             return []
@@ -389,7 +388,7 @@ class HyCo2Compressor:
             if selector is None:
                 probs, soft, fwd = probs_all[i, : len(ctx)].tolist(), soft_all[i], 1  # the shared encoder pass
                 if hard is not None:
-                    sel = hard.select(self, ctx, q, keep_count(len(ctx), rate, budget), seed=seed)
+                    sel = hard.select(self.encoder, ctx, q, keep_count(len(ctx), rate, budget), seed=seed)
                     kept, probs, fwd = sel.positions, sel.scores, fwd + sel.forward_passes
                 elif threshold is not None:
                     kept = select_words_by_threshold(pull_neighbours(probs, ctx.words, phrases), ctx.words, threshold)
@@ -398,7 +397,7 @@ class HyCo2Compressor:
                                                   keep_count(len(ctx), rate, budget))
             else:
                 n_keep = keep_count(len(ctx), rate, budget)
-                sel = selector.select(self, ctx, q, n_keep, seed=seed)
+                sel = selector.select(self.encoder, ctx, q, n_keep, seed=seed)
                 kept, probs, soft, fwd = sel.positions, sel.scores, None, sel.forward_passes
             kept_ids = [ctx.ids[p] for p in kept]
             kept_text = self.backbone.tokenizer.decode(kept_ids)

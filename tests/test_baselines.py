@@ -79,7 +79,7 @@ def test_mig_redundancy_term_lowers_duplicate_keeps(real):
 
     def duplicate_keeps(selector) -> int:
         """Tokens kept in both copies at the same place: the same words paid for twice."""
-        kept = set(selector.select(real, ctx, q, n_keep=len(first) + 6).positions)
+        kept = set(selector.select(real.encoder, ctx, q, n_keep=len(first) + 6).positions)
         return sum(a in kept and b in kept for a, b in zip(first, second))
 
     with_redundancy, without = MIGSelector(), MIGSelector()

@@ -1,4 +1,5 @@
-"""Hard-selection methods by name: HyCo2's classifier lives in the compressor; these are the peers."""
+"""Hard-selection methods by name (the peers). Each reads the frozen backbone through a ContextEncoder,
+not the compressor facade, so the compressor imports this package and nothing imports back."""
 from __future__ import annotations
 
 from ..errors import InvalidSettingError

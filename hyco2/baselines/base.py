@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from ..compressor import HyCo2Compressor
+    from ..encoder import ContextEncoder
     from ..encoder import TokenizedContext
 
 
@@ -19,5 +19,5 @@ class Selection:
 class Selector(Protocol):
     name: str
 
-    def select(self, compressor: "HyCo2Compressor", ctx: "TokenizedContext", question: str | None,
+    def select(self, encoder: "ContextEncoder", ctx: "TokenizedContext", question: str | None,
                n_keep: int, seed: int = 0) -> Selection: ...

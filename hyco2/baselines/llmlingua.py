@@ -50,8 +50,8 @@ class LLMLingua:
     segment = 48
     coarse_factor = 2.0
 
-    def select(self, compressor, ctx, question, n_keep, seed=0) -> Selection:
-        bb = compressor.backbone
+    def select(self, encoder, ctx, question, n_keep, seed=0) -> Selection:
+        bb = encoder.backbone
         units = sentences(ctx)
         info = (-token_logprobs(bb, [([], ctx.ids)])[0]).tolist()
         ppl = [sum(info[p] for p in u) / len(u) for u in units]

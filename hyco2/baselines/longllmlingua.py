@@ -20,8 +20,8 @@ class LongLLMLingua:
     name = "longllmlingua"
     coarse_factor = 2.0
 
-    def select(self, compressor, ctx, question, n_keep, seed=0) -> Selection:
-        bb = compressor.backbone
+    def select(self, encoder, ctx, question, n_keep, seed=0) -> Selection:
+        bb = encoder.backbone
         tok = bb.tokenizer
         q_ids = tok(" Question: " + (question or GENERIC_INSTRUCTION), add_special_tokens=False)["input_ids"]
         units = sentences(ctx)

@@ -42,8 +42,8 @@ class MIGSelector:
     name = "mig"
     a, b, tau = 1.0, 1.0, 0.1
 
-    def scores_and_order(self, compressor, ctx, question, n_keep):
-        enc = compressor.encoder.encode([ctx], [question])
+    def scores_and_order(self, encoder, ctx, question, n_keep):
+        enc = encoder.encode([ctx], [question])
         states = enc.context_states[0, : len(ctx)].float().cpu()
         q = F.normalize(enc.question_states[0][enc.question_mask[0]].float().mean(0).cpu(), dim=-1)
         words: dict[int, list[int]] = {}
@@ -79,6 +79,6 @@ class MIGSelector:
                 priority[p] = float(relevance[index[ctx.words[p]]]) - 10.0
         return priority
 
-    def select(self, compressor, ctx, question, n_keep, seed=0) -> Selection:
-        priority = self.scores_and_order(compressor, ctx, question, n_keep)
+    def select(self, encoder, ctx, question, n_keep, seed=0) -> Selection:
+        priority = self.scores_and_order(encoder, ctx, question, n_keep)
         return Selection(select_words_by_budget(priority, ctx.words, n_keep), priority, forward_passes=1)

@@ -14,7 +14,7 @@ from .scoring import token_logprobs, word_sums
 class SelectiveContext:
     name = "selective-context"
 
-    def select(self, compressor, ctx, question, n_keep, seed=0) -> Selection:
-        info = (-token_logprobs(compressor.backbone, [([], ctx.ids)])[0]).tolist()
+    def select(self, encoder, ctx, question, n_keep, seed=0) -> Selection:
+        info = (-token_logprobs(encoder.backbone, [([], ctx.ids)])[0]).tolist()
         scores = word_sums(info, ctx.words)
         return Selection(select_words_by_budget(scores, ctx.words, n_keep), scores, forward_passes=1)

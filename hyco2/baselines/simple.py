@@ -11,7 +11,7 @@ class Truncate:
 
     name = "truncate"
 
-    def select(self, compressor, ctx, question, n_keep, seed=0) -> Selection:
+    def select(self, encoder, ctx, question, n_keep, seed=0) -> Selection:
         return Selection(list(range(min(n_keep, len(ctx)))))
 
 
@@ -20,6 +20,6 @@ class RandomDrop:
 
     name = "random"
 
-    def select(self, compressor, ctx, question, n_keep, seed=0) -> Selection:
+    def select(self, encoder, ctx, question, n_keep, seed=0) -> Selection:
         rng = random.Random(seed * 1_000_003 + len(ctx))
         return Selection(sorted(rng.sample(range(len(ctx)), min(n_keep, len(ctx)))))
