@@ -89,6 +89,11 @@ def load_items(set_name: str, data_dir: Path):
     return items
 
 
+def gold_position(item) -> int:
+    """1-based place of the question's own paragraph among the paragraphs of its context."""
+    return item.context[: item.gold_start].count("\n\n") + 1
+
+
 def run_row(comp: HyCo2Compressor, items, name: str, mode: str, *, method: str = "hyco2", rate=None,
             budgets=None, selector: str = "classifier", batch_size: int = 8, max_new_tokens: int = 24,
             full_answers: list[str] | None = None, tag: str = "", phrases: float = 0.0) -> tuple[dict, list]:
@@ -211,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"{len(base)} questions (shard {args.shard}), checkpoint {comp.checkpoint}, on {machine()}")
     rows: list[dict] = []
     golds: dict[str, list] = {}
+    positions: dict[str, list[int]] = {}
     t0 = time.time()
     dev = "gpu" if comp.backbone.device.type == "cuda" else "cpu"
     out = Path(args.out or Path(__file__).parent / "results" / f"qa-{dev}.json")
@@ -221,13 +227,14 @@ def main(argv: list[str] | None = None) -> int:
         tmp.write_text(json.dumps({
             "machine": machine(), "questions": len(base), "shards": [args.shard], "set": args.set,
             "checkpoint": comp.checkpoint, "also": args.also, "seconds": round(time.time() - t0, 1),
-            "rows": rows, "golds": golds,
+            "rows": rows, "golds": golds, "positions": positions,
         }))
         tmp.replace(out)
 
     for k in args.paragraphs:
         items = with_distractors(base, k, seed=0)[shard::shards]
         golds[str(k)] = [it.answers for it in items]
+        positions[str(k)] = [gold_position(it) for it in items]
         run_setting(comp, others, items, k, args.rates, methods, kw, log, rows, save, args.phrases)
     log(f"wrote {out} in {time.time() - t0:.0f} s")
     if shards == 1:

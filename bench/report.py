@@ -31,6 +31,7 @@ def merge(runs: list[dict]) -> dict:
     out = dict(merged[0])
     out["rows"] = [row for m in merged for row in m["rows"]]
     out["golds"] = {k: v for m in merged for k, v in m["golds"].items()}
+    out["positions"] = {k: v for m in merged for k, v in m.get("positions", {}).items()}
     out["shards"] = [s for m in merged for s in m["shards"]]
     out["seconds"] = max(m["seconds"] for m in merged)
     return out
@@ -40,6 +41,7 @@ def _merge_same(runs: list[dict]) -> dict:
     first = runs[0]
     out = {**first, "shards": [s for r in runs for s in r["shards"]], "seconds": max(r["seconds"] for r in runs)}
     out["golds"] = {k: [g for r in runs for g in r["golds"][k]] for k in first["golds"]}
+    out["positions"] = {k: [g for r in runs for g in r.get("positions", {}).get(k, [])] for k in first["golds"]}
     rows = []
     common = min(len(r["rows"]) for r in runs)  # a shard stopped at its time limit has fewer rows
     for i, row in enumerate(first["rows"][:common]):
@@ -107,12 +109,53 @@ def wins(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
-def qa_tables(run: dict) -> str:
+def gold_positions(run: dict, k: int, data_dir: str | None = None) -> list[int] | None:
+    """Each question's paragraph position (1..K): stored by bench/qa.py, or rebuilt for older runs from
+    the data they measured (same set, seed and shard order), checked against the run's gold answers."""
+    stored = run.get("positions", {}).get(str(k))
+    if stored:
+        return stored
+    if data_dir is None or k == 1:
+        return None
+    from qa import gold_position, load_items
+
+    from hyco2.training.data import with_distractors
+
+    base = load_items(run["set"], Path(data_dir))[: run.get("questions")]  # as qa.py: --limit, then distractors
+    items = with_distractors(base, k, seed=0)
+    shards = sorted({s for s in run["shards"]}, key=lambda s: int(s.split("/")[0]))
+    ordered = [it for s in shards for it in items[int(s.split("/")[0])::int(s.split("/")[1])]]
+    if [it.answers for it in ordered] != run["golds"][str(k)]:
+        return None  # not the data this run measured
+    return [gold_position(it) for it in ordered]
+
+
+def position_table(rows: list[dict], positions: list[int], k: int) -> str:
+    """F1 by where the question's paragraph sits among the K (lost in the middle?)."""
+    keep = [r for r in rows if r["mode"] in ("full", "hybrid") or r["row"] in ("truncate", "longllmlingua")]
+    counts = [positions.count(p) for p in range(1, k + 1)]
+    out = ["| row | " + " | ".join(f"paragraph {p} (n={n})" for p, n in zip(range(1, k + 1), counts)) + " |",
+           "|---|" + "---|" * k]
+    for r in keep:
+        cells = []
+        for p in range(1, k + 1):
+            f1 = [f for f, q in zip(r["f1"], positions) if q == p]
+            cells.append(f"{100 * mean(f1):.1f}" if f1 else "-")
+        rate = "" if r["rate"] is None or r["mode"] == "soft" else f" @ {r['rate']:.2f}"
+        out.append(f"| {_name(r)}{rate} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def qa_tables(run: dict, data_dir: str | None = None) -> str:
     parts = [f"{len(next(iter(run['golds'].values())))} questions ({run.get('set', '')}), {run['machine']}, "
              f"checkpoint {run['checkpoint']}, {run['seconds']:.0f} s"]
     for k in sorted({r["paragraphs"] for r in run["rows"]}):
         rows = [r for r in run["rows"] if r["paragraphs"] == k]
         parts += [f"\n#### K = {k} paragraph{'s' if k > 1 else ''}\n", qa_table(rows), "", wins(rows)]
+        positions = gold_positions(run, k, data_dir) if k > 1 else None
+        if positions:
+            parts += ["", f"F1 by the position of the question's paragraph among the {k}:", "",
+                      position_table(rows, positions, k)]
     return "\n".join(parts)
 
 
@@ -122,13 +165,15 @@ def main() -> int:
     p.add_argument("--merge", action="store_true", help="merge shards of one run")
     p.add_argument("--out", default=None, help="where --merge writes the merged run")
     p.add_argument("--label", nargs="*", default=[], metavar="ROW=LABEL", help="rename rows in the tables")
+    p.add_argument("--data-dir", default=None,
+                   help="SQuAD folder, to rebuild paragraph positions for runs that did not store them")
     args = p.parse_args()
     LABELS.update(dict(x.split("=", 1) for x in args.label))
     runs = [json.loads(Path(f).read_text()) for f in args.results]
     run = merge(runs) if args.merge else runs[0]
     if args.merge and args.out:
         Path(args.out).write_text(json.dumps(run))
-    print(qa_tables(run))
+    print(qa_tables(run, args.data_dir))
     return 0
 
 

@@ -36,3 +36,13 @@ def test_merge_concatenates_shards_and_groups_k():
     assert "K = 1" in table and "K = 5" in table
     line = next(x for x in table.splitlines() if x.startswith("| HyCo2 hybrid"))
     assert "| 75.0 |" in line and "| 50% |" in line  # F1 mean, NLL recovery (2.0 between 3.0 and 1.0)
+
+
+def test_position_table_splits_f1_by_where_the_paragraph_was():
+    run = _run("0/1", [[1.0, 0.0, 1.0], [0.0] * 3, [0.0, 1.0, 1.0], [1.0, 0.0, 0.0]], k=3)
+    run["positions"] = {"3": [1, 2, 2]}
+    table = report.qa_tables(run)
+    assert "F1 by the position" in table
+    line = next(x for x in table.splitlines() if x.startswith("| truncate @"))
+    assert line.split("|")[2:4] == [" 100.0 ", " 0.0 "]  # paragraph 1: 1.0; paragraph 2: mean(0, 0)
+    assert "(n=2)" in table and "paragraph 3 (n=0)" in table
