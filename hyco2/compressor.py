@@ -59,6 +59,7 @@ class CompressionResult:
     segments: list[tuple[int, int]] | None = None
     documents: list[tuple[int, int]] | None = None  # each document's token range, for document lists
     rate_adjusted: bool = False  # the kept budget was cut so that the decoder's window holds the result
+    tokenized: TokenizedContext | None = None  # the context as tokenised once for this result (offsets, words)
 
     @property
     def kept_tokens(self) -> int:
@@ -366,7 +367,7 @@ class HyCo2Compressor:
             context_tokens=len(ctx), cl100k_context_tokens=count_cl100k(ctx.text),
             cl100k_kept_tokens=count_cl100k(kept_text), timings={"encode_s": total, "select_s": 0.0, "total_s": total},
             untrained=self.untrained, checkpoint=self.checkpoint, forward_passes=len(chunks), segments=segments,
-            documents=ranges if tokenized is None else None, rate_adjusted=adjusted,
+            documents=ranges if tokenized is None else None, rate_adjusted=adjusted, tokenized=ctx,
         )
 
     @torch.no_grad()
@@ -411,7 +412,7 @@ class HyCo2Compressor:
                 timings={"encode_s": (t_enc - t0) / len(chunk), "select_s": now - t_sel,
                          "total_s": share + (now - t_sel)},
                 untrained=self.untrained if method == "hyco2" else False,
-                checkpoint=self.checkpoint if method == "hyco2" else "", forward_passes=fwd,
+                checkpoint=self.checkpoint if method == "hyco2" else "", forward_passes=fwd, tokenized=ctx,
             ))
         return out
 

@@ -31,9 +31,23 @@ def test_run_streams_both_answers_and_counts():
     assert full.strip() and small.strip()
     assert re.search(r"\d+ context tokens", full_info) and "16 soft" in small_info
     kept = [t for t, score in highlighted if score > 0]
-    assert "".join(t for t, _ in highlighted) == context.strip() or "".join(t for t, _ in highlighted) == context
-    assert len(kept) == round(0.2 * len(highlighted))
+    assert "".join(t for t, _ in highlighted) == context  # whole words that add up to the text
+    assert all(t.strip() and " " not in t.strip() for t in kept)  # whole words, not sub-word chips
+    n_kept = int(re.search(r"\((\d+) kept", small_info).group(1))
+    assert 0 < len(kept) <= n_kept == round(0.2 * int(re.search(r"(\d+) context tokens", full_info).group(1)))
     assert "compression ratio" in counts and list(chart["count"])[:3] == ["context", "kept", "soft"]
+
+
+def test_run_takes_a_text_longer_than_the_window():
+    from ui import callbacks
+
+    context, question, _ = callbacks.examples()[0]
+    long_text = "\n\n".join([context] * 60)  # ~9k tokens: over the default 7,936-token window
+    outputs = list(callbacks.run(long_text, question, "rate", 0.05, 32, "hyco2", "smollm2-135m-instruct", 8))
+    full, full_info, small, small_info, highlighted, counts, chart = outputs[-1]
+    assert "does not fit" in full and small.strip()
+    assert any(score is None and "words" in t for t, score in highlighted) or len(highlighted) <= 3000
+    assert any(score is not None and score > 0 for _, score in highlighted)
 
 
 @pytest.mark.parametrize("bad, message", [("", "empty"), ("abc\x00def", "NUL")])

@@ -11,6 +11,7 @@ import pandas as pd
 from hyco2.backbone import DEFAULT_BACKBONE, PACKAGED_MODELS, cache_dir
 from hyco2.compressor import HyCo2Compressor
 from hyco2.errors import HyCo2Error
+from hyco2.highlight import highlight_words
 from hyco2.text import as_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,18 +70,6 @@ def load_file(path: str | None) -> str:
         raise gr.Error(str(exc)) from None
 
 
-def highlight(result, offsets: list[tuple[int, int]]) -> list[tuple[str, float]]:
-    """(token text, score) pairs for gr.HighlightedText's shading: kept tokens are red, darker the higher
-    their keep probability (0.4 + 0.6·p); dropped tokens a pale blue that deepens slightly as p falls."""
-    kept = set(result.kept_positions)
-    probs = result.probabilities or [1.0] * len(offsets)
-    out = []
-    for i, (a, b) in enumerate(offsets):
-        p = float(probs[i])
-        out.append((result.context[a:b], round(0.4 + 0.6 * p, 3) if i in kept else -round(0.1 + 0.2 * (1.0 - p), 3)))
-    return out
-
-
 def counts_table(result, full_latency: float, comp_latency: float) -> tuple[str, pd.DataFrame]:
     saved = result.cl100k_context_tokens - result.cl100k_kept_tokens
     md = (
@@ -110,20 +99,24 @@ def run(context: str, question: str, control: str, rate: float, budget: float, m
 
     try:
         comp = get_compressor(model or DEFAULT_BACKBONE)
-        ctx = comp.tokenize(context)
         settings = {"rate": float(rate)} if control == "rate" else {"budget": int(budget)}
         t0 = time.perf_counter()
-        result = comp.compress(context, question, method=method, **settings)
+        result = comp.compress(context, question, method=method, **settings)  # any length: chunked inside
         t_compress = time.perf_counter() - t0
-        hl = highlight(result, ctx.offsets)
-        full_embeds, n_full = comp.decoder_embeds("full", result.question, ctx)
+        hl = highlight_words(result)
         mode = "hybrid" if result.soft_tokens else "hard"
         small_embeds, n_small = comp.decoder_embeds(mode, result.question, compression=result)
         full_text = small_text = ""
         t1 = time.perf_counter()
-        for full_text in comp.generate_stream(full_embeds, max_new_tokens):
-            yield (full_text, f"{n_full} context tokens · {time.perf_counter() - t1:.2f} s", "", "", hl,
-                   gr.skip(), gr.skip())
+        n_full = result.context_tokens
+        if n_full <= comp.max_context_tokens:
+            full_embeds, _ = comp.decoder_embeds("full", result.question, result.tokenized)
+            for full_text in comp.generate_stream(full_embeds, max_new_tokens):
+                yield (full_text, f"{n_full} context tokens · {time.perf_counter() - t1:.2f} s", "", "", hl,
+                       gr.skip(), gr.skip())
+        else:
+            full_text = (f"(The full context, {n_full:,} tokens, does not fit the backbone's window of "
+                         f"{comp.max_context_tokens:,}: only the compressed form can be read.)")
         full_latency = time.perf_counter() - t1
         t2 = time.perf_counter()
         for small_text in comp.generate_stream(small_embeds, max_new_tokens):

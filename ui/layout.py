@@ -43,7 +43,7 @@ def build() -> gr.Blocks:
                 gr.Markdown("### Compressed context")
                 comp_answer = gr.Textbox(label="Answer", elem_id="compressed-answer", interactive=False)
                 comp_info = gr.Markdown(elem_id="compressed-info")
-        highlighted = gr.HighlightedText(label="Retained tokens", elem_id="highlighted", show_legend=False,
+        highlighted = gr.HighlightedText(label="Kept words (red: kept verbatim, darker = higher keep probability)", elem_id="highlighted", show_legend=False,
                                          combine_adjacent=False)
         with gr.Row():
             counts = gr.Markdown(elem_id="counts")
