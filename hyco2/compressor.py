@@ -498,6 +498,33 @@ class HyCo2Compressor:
                 raise HyCo2OutOfMemoryError("The device ran out of memory while answering.") from errors[0]
             raise errors[0]
 
+    def answer_stream(self, question: str, mode: str = "hybrid", *, compression: CompressionResult | None = None,
+                      context: str | bytes | None = None, max_new_tokens: int = 32) -> Iterator[str]:
+        """One greedy answer, yielded as it grows (its first line), for a UI to render.
+
+        Compressed modes read ``compression``; ``full`` reads ``context`` or, when not given, the
+        compression's own tokenised context (so the text is tokenised once per request)."""
+        mode = MODE_ALIASES.get(mode, mode)
+        if mode not in MODES:
+            raise InvalidSettingError(f"mode must be one of {', '.join(MODES)} (or 'compressed'), not {mode!r}.")
+        q = self._question(question)
+        if q is None:
+            raise EmptyInputError("answer_stream() needs a question.")
+        ctx = None
+        if mode == "full":
+            if context is not None:
+                ctx = self.tokenize(context)
+            elif compression is not None and compression.tokenized is not None:
+                ctx = compression.tokenized
+                if len(ctx) > self.max_context_tokens:
+                    raise ContextTooLongError(len(ctx), self.max_context_tokens)
+            else:
+                raise EmptyInputError("answer_stream(mode='full') needs the context or a compression of it.")
+        elif mode != "none" and compression is None:
+            raise InvalidSettingError(f"answer_stream(mode={mode!r}) needs the compression to read.")
+        embeds, _ = self.decoder_embeds(mode, q, ctx, compression)
+        yield from self.generate_stream(embeds, max_new_tokens)
+
     def answer(self, context: str | bytes | None = None, question: str | bytes | None = None,
                mode: str = "hybrid", *, documents: list[str | bytes] | None = None,
                rate: float | None = None, budget: int | None = None, threshold: float | None = None,

@@ -170,3 +170,16 @@ def test_document_lists(tiny):
         tiny.compress(documents=[], question="q?")
     with pytest.raises(EmptyInputError, match="document 2"):
         tiny.compress(documents=[PARAGRAPH, "  "], question="q?")
+
+
+def test_answer_stream_ends_with_the_batch_answer(tiny):
+    q = "Who built the lighthouse?"
+    r = tiny.compress(PARAGRAPH, q, rate=0.3)
+    for mode in ("hybrid", "full", "none"):
+        streamed = list(tiny.answer_stream(q, mode, compression=r, max_new_tokens=5))
+        whole = tiny.answer(PARAGRAPH, q, mode, compression=r, max_new_tokens=5).text
+        assert streamed and streamed[-1] == whole
+    with pytest.raises(InvalidSettingError, match="needs the compression"):
+        list(tiny.answer_stream(q, "hybrid"))
+    with pytest.raises(ContextTooLongError):
+        list(tiny.answer_stream(q, "full", compression=tiny.compress("word " * 600, q, budget=5)))

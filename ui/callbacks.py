@@ -105,13 +105,12 @@ def run(context: str, question: str, control: str, rate: float, budget: float, m
         t_compress = time.perf_counter() - t0
         hl = highlight_words(result)
         mode = "hybrid" if result.soft_tokens else "hard"
-        small_embeds, n_small = comp.decoder_embeds(mode, result.question, compression=result)
+        n_small = result.compressed_tokens
         full_text = small_text = ""
         t1 = time.perf_counter()
         n_full = result.context_tokens
         if n_full <= comp.max_context_tokens:
-            full_embeds, _ = comp.decoder_embeds("full", result.question, result.tokenized)
-            for full_text in comp.generate_stream(full_embeds, max_new_tokens):
+            for full_text in comp.answer_stream(question, "full", compression=result, max_new_tokens=max_new_tokens):
                 yield (full_text, f"{n_full} context tokens · {time.perf_counter() - t1:.2f} s", "", "", hl,
                        gr.skip(), gr.skip())
         else:
@@ -119,7 +118,7 @@ def run(context: str, question: str, control: str, rate: float, budget: float, m
                          f"{comp.max_context_tokens:,}: only the compressed form can be read.)")
         full_latency = time.perf_counter() - t1
         t2 = time.perf_counter()
-        for small_text in comp.generate_stream(small_embeds, max_new_tokens):
+        for small_text in comp.answer_stream(question, mode, compression=result, max_new_tokens=max_new_tokens):
             yield (full_text, f"{n_full} context tokens · {full_latency:.2f} s", small_text,
                    f"{n_small} tokens ({result.kept_tokens} kept + {result.soft_tokens} soft) · "
                    f"{t_compress + time.perf_counter() - t2:.2f} s", hl, gr.skip(), gr.skip())
