@@ -109,8 +109,36 @@ def test_browser_example_to_both_answers(tmp_path):
             assert 1.5 < ratio < 20 and 100 < context_tokens < 400
             page.wait_for_timeout(500)
             page.screenshot(path=str(ROOT / "docs" / "screenshot.png"), full_page=True)
+            _five_sessions_at_once(browser, url, tmp_path)
             browser.close()
     finally:
         app.terminate()
         app.wait(timeout=30)
         log.close()
+
+
+def _five_sessions_at_once(browser, url, tmp_path):
+    """Five users submit together, one of them a text longer than the backbone's window: the queue
+    serves them one after another and every one gets both answers."""
+    lighthouse = (ROOT / "assets" / "examples" / "lighthouse.txt").read_text()
+    long_text = "\n\n".join([lighthouse] * 60)  # ~9k tokens
+    pages = []
+    for n in range(5):
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(url)
+        page.get_by_text("Who built the lighthouse at Karsten Point?").first.click()
+        page.wait_for_function("document.querySelector('#context textarea').value.includes('Karsten')")
+        if n == 2:
+            page.locator("#context textarea").fill(long_text)
+        pages.append(page)
+    for page in pages:
+        page.click("#go")
+    for n, page in enumerate(pages):
+        page.wait_for_function(
+            "document.querySelector('#compressed-info') && "
+            "document.querySelector('#compressed-info').innerText.includes('compress ')", timeout=600_000)
+        assert page.locator("#compressed-answer textarea").input_value().strip(), f"session {n}"
+        full = page.locator("#full-answer textarea").input_value()
+        assert ("does not fit" in full) == (n == 2), f"session {n}: {full!r}"
+    pages[2].screenshot(path=str(tmp_path / "long.png"), full_page=True)
+    assert "words" in pages[2].locator("#highlighted").inner_text()  # long text: folded view
