@@ -20,7 +20,8 @@ from .encoder import ContextEncoder, TokenizedContext, tokenize_context
 from .errors import ContextTooLongError, EmptyInputError, HyCo2OutOfMemoryError, InvalidSettingError
 from .modeling import HyCo2Model
 from .prompting import KEPT, SOFT, embed_prompt, left_pad, prompt_parts, qa_user_text
-from .selector import keep_count, pull_neighbours, select_words_by_budget, select_words_by_threshold
+from .selector import (check_phrase_strength, keep_count, pull_neighbours, select_words_by_budget,
+                       select_words_by_threshold)
 from .text import as_text
 
 log = logging.getLogger(__name__)
@@ -309,7 +310,7 @@ class HyCo2Compressor:
             raise InvalidSettingError("selector only applies to method='hyco2'.")
         if phrases and (method != "hyco2" or selector != "classifier"):
             raise InvalidSettingError("phrases applies to the HyCo2 classifier (method='hyco2').")
-        pull_neighbours([], [], phrases)  # validates the strength
+        check_phrase_strength(phrases)
         return rate
 
     @torch.no_grad()

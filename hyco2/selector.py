@@ -37,12 +37,18 @@ def keep_count(n_tokens: int, rate: float | None = None, budget: int | None = No
     return min(budget, n_tokens)
 
 
-def word_scores(scores: Sequence[float], words: Sequence[int]) -> dict[int, float]:
-    """A word's score is the highest score of its tokens (one strong token saves the word)."""
-    out: dict[int, float] = {}
-    for s, w in zip(scores, words):
-        out[w] = max(out.get(w, -math.inf), float(s))
-    return out
+def word_scores(scores: Sequence[float], words: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Each word's score, the highest score of its tokens (one strong token saves the word), in word
+    order; and each token's index into that array. Word ids need only be sorted, not contiguous."""
+    _, inv = np.unique(np.asarray(words), return_inverse=True)
+    best = np.full(int(inv.max()) + 1 if len(inv) else 0, -np.inf)
+    np.maximum.at(best, inv, np.asarray(scores, dtype=np.float64))
+    return best, inv
+
+
+def check_phrase_strength(strength: float) -> None:
+    if not 0.0 <= strength <= 1.0:
+        raise InvalidSettingError(f"phrases must be a strength in [0, 1], not {strength!r}.")
 
 
 def select_words_by_budget(scores: Sequence[float], words: Sequence[int], n_keep: int) -> list[int]:
@@ -58,12 +64,10 @@ def select_words_by_budget(scores: Sequence[float], words: Sequence[int], n_keep
         return list(range(n))
     if n_keep <= 0:
         return []
-    uniq, inv = np.unique(np.asarray(words), return_inverse=True)
-    best = np.full(len(uniq), -np.inf)
-    np.maximum.at(best, inv, np.asarray(scores, dtype=np.float64))
-    size = np.bincount(inv, minlength=len(uniq))
-    order = np.lexsort((np.arange(len(uniq)), -best))  # best score first, then the earlier word
-    keep = np.zeros(len(uniq), dtype=bool)
+    best, inv = word_scores(scores, words)
+    size = np.bincount(inv, minlength=len(best))
+    order = np.lexsort((np.arange(len(best)), -best))  # best score first, then the earlier word
+    keep = np.zeros(len(best), dtype=bool)
     left, rest = n_keep, []
     for w, k in zip(order.tolist(), size[order].tolist()):
         if k <= left:
@@ -87,13 +91,10 @@ def pull_neighbours(scores: Sequence[float], words: Sequence[int], strength: flo
     """Phrase mode: every word's score rises to at least ``strength`` × the score of the better of its
     two neighbouring words, so a kept word tends to come with the words beside it ("engineer Maria
     Lindqvist" rather than "Lindqvist"). 0 changes nothing; per token, the word's new score."""
-    if not 0.0 <= strength <= 1.0:
-        raise InvalidSettingError(f"phrases must be a strength in [0, 1], not {strength!r}.")
+    check_phrase_strength(strength)
     if strength == 0.0 or not len(scores):
         return list(scores)
-    uniq, inv = np.unique(np.asarray(words), return_inverse=True)
-    best = np.full(len(uniq), -np.inf)
-    np.maximum.at(best, inv, np.asarray(scores, dtype=np.float64))
+    best, inv = word_scores(scores, words)
     left = np.concatenate([[-np.inf], best[:-1]])
     right = np.concatenate([best[1:], [-np.inf]])
     pulled = np.maximum(best, strength * np.maximum(left, right))
@@ -104,5 +105,5 @@ def select_words_by_threshold(probs: Sequence[float], words: Sequence[int], thre
     """Every token of every word whose (max) probability reaches ``threshold``, in original order."""
     if not isinstance(threshold, (int, float)) or not (0.0 < threshold < 1.0):
         raise InvalidSettingError(f"threshold must be a probability in (0, 1), not {threshold!r}.")
-    wscore = word_scores(probs, words)
-    return [i for i, w in enumerate(words) if wscore[w] >= threshold]
+    best, inv = word_scores(probs, words)
+    return np.flatnonzero(best[inv] >= threshold).tolist()
