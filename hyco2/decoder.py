@@ -9,6 +9,20 @@ import torch
 import torch.nn.functional as F
 
 
+def end_of_turn(backbone) -> int:
+    """The token that ends an answer: the chat template's ``<|im_end|>``, else the tokenizer's EOS."""
+    tok = backbone.tokenizer
+    eos = tok.convert_tokens_to_ids("<|im_end|>")
+    if not isinstance(eos, int) or eos == tok.unk_token_id:
+        eos = tok.eos_token_id
+    return int(eos)
+
+
+def bf16_autocast(device: torch.device):
+    """bf16 autocast on CUDA (training and the teacher); a no-op on CPU, which runs float32."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+
+
 @contextlib.contextmanager
 def attention_implementation(model, impl: str) -> Iterator[None]:
     """Switch the attention kernel for a block (``eager`` when attention weights are wanted)."""

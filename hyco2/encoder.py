@@ -46,6 +46,11 @@ def word_ids_from_offsets(text: str, offsets: list[tuple[int, int]]) -> list[int
     return words
 
 
+def span_positions(ctx: TokenizedContext, spans: list[tuple[int, int]]) -> list[int]:
+    """Positions of the tokens that overlap any character span (answer spans → token labels)."""
+    return [i for i, (a, b) in enumerate(ctx.offsets) if any(a < e and b > s for s, e in spans)]
+
+
 def tokenize_context(backbone: Backbone, text: str) -> TokenizedContext:
     enc = backbone.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     offsets = [tuple(o) for o in enc["offset_mapping"]]

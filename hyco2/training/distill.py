@@ -18,7 +18,7 @@ import hashlib
 import logging
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +27,13 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..backbone import Backbone
-from ..decoder import attention_implementation, forward_on_targets, logits_at
-from ..encoder import ContextEncoder, split_states
+from ..decoder import attention_implementation, bf16_autocast, end_of_turn, forward_on_targets, logits_at
+from ..encoder import ContextEncoder, TokenizedContext, span_positions, split_states, word_ids_from_offsets
 from ..metrics import best_over_golds, contains
 from ..prompting import KEPT, SOFT, prompt_parts, qa_user_text
 from ..selector import keep_count, select_words_by_budget
 from .data import QAExample
+from .trainer import saliency_labels, upper_layer_attention
 
 log = logging.getLogger(__name__)
 TARGETS = ("teacher", "gold", "filtered")
@@ -41,14 +42,6 @@ TARGETS = ("teacher", "gold", "filtered")
 def example_key(ex: QAExample) -> str:
     """Stable id of a question on its paragraph (the cache's key; survives re-reading the data)."""
     return hashlib.sha1(f"{ex.paragraph}\x00{ex.question}".encode()).hexdigest()[:20]
-
-
-def end_of_turn(backbone: Backbone) -> int:
-    tok = backbone.tokenizer
-    eos = tok.convert_tokens_to_ids("<|im_end|>")
-    if not isinstance(eos, int) or eos == tok.unk_token_id:
-        eos = tok.eos_token_id
-    return int(eos)
 
 
 def qa_prompt_ids(backbone: Backbone, question: str, doc_slot: str) -> tuple[list[int], list[int]]:
@@ -62,30 +55,17 @@ def qa_prompt_ids(backbone: Backbone, question: str, doc_slot: str) -> tuple[lis
     return pre, post
 
 
-@dataclass
-class Paragraph:
-    ids: list[int]
-    offsets: list[tuple[int, int]]
-    words: list[int]
-
-
-def tokenize_paragraphs(backbone: Backbone, texts: list[str], max_tokens: int) -> dict[str, Paragraph]:
+def tokenize_paragraphs(backbone: Backbone, texts: list[str], max_tokens: int) -> dict[str, TokenizedContext]:
     """Each distinct paragraph tokenised once (batched fast tokenizer), truncated to ``max_tokens``."""
-    from ..encoder import word_ids_from_offsets
-
     uniq = list(dict.fromkeys(texts))
-    out: dict[str, Paragraph] = {}
+    out: dict[str, TokenizedContext] = {}
     for start in range(0, len(uniq), 1024):
         chunk = uniq[start:start + 1024]
         enc = backbone.tokenizer(chunk, add_special_tokens=False, return_offsets_mapping=True)
         for text, ids, offs in zip(chunk, enc["input_ids"], enc["offset_mapping"]):
             offs = [tuple(o) for o in offs][:max_tokens]
-            out[text] = Paragraph(list(ids)[:max_tokens], offs, word_ids_from_offsets(text, offs))
+            out[text] = TokenizedContext(text, list(ids)[:max_tokens], offs, word_ids_from_offsets(text, offs))
     return out
-
-
-def span_positions(par: Paragraph, spans: list[tuple[int, int]]) -> list[int]:
-    return [i for i, (a, b) in enumerate(par.offsets) if any(a < e and b > s for s, e in spans)]
 
 
 # ---------------------------------------------------------------------------------------------- teacher
@@ -113,8 +93,6 @@ def build_teacher_cache(backbone: Backbone, examples: list[QAExample], *, batch_
                         max_new_tokens: int = 24, topk: int = 8, saliency_top: float = 0.15,
                         max_context_tokens: int = 512, progress: bool = True) -> dict[str, TeacherEntry]:
     """Greedy answers, top-k distributions and saliency of the full-context teacher, per question."""
-    from .trainer import saliency_labels  # the shared contrastive-attention rule
-
     bb, tok = backbone, backbone.tokenizer
     eos = end_of_turn(bb)
     paras = tokenize_paragraphs(bb, [ex.paragraph for ex in examples], max_context_tokens)
@@ -124,8 +102,7 @@ def build_teacher_cache(backbone: Backbone, examples: list[QAExample], *, batch_
         prompts.append((pre, paras[ex.paragraph].ids, post))
     order = sorted(range(len(examples)), key=lambda i: sum(map(len, prompts[i])))
     out: dict[str, TeacherEntry] = {}
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if bb.device.type == "cuda"
-                else torch.autocast("cpu", enabled=False))
+    autocast = bf16_autocast(bb.device)
     model = bb.model
     for start in tqdm(range(0, len(order), batch_size), desc="teacher", disable=not progress, mininterval=10):
         idx = order[start:start + batch_size]
@@ -156,9 +133,8 @@ def build_teacher_cache(backbone: Backbone, examples: list[QAExample], *, batch_
             sub = slice(s, s + 64)
             with attention_implementation(model, "eager"), autocast:
                 logits, _, _, lens, atts = forward_on_targets(model, embeds[sub], ans_ids[sub], want_attention=True)
-            half = atts[len(atts) // 2:]
-            upper = sum(a.float().mean(1) for a in half) / len(half)  # (b, T, T): upper layers, all heads
-            del atts, half
+            upper = upper_layer_attention(atts)  # (b, T, T)
+            del atts
             for r, i in enumerate(idx[sub]):
                 pre, ctx, _ = prompts[i]
                 y = saliency_labels(upper[r], len(pre), len(ctx), lens[r], len(ans_ids[s + r]), saliency_top)
@@ -199,7 +175,6 @@ class DistillConfig:
     rates: tuple[float, ...] = (0.06, 0.1, 0.15, 0.25)
     max_paragraphs: int = 8
     max_context_tokens: int = 1024
-    paragraph_tokens: int = 512
     steps: int = 1000
     minutes: float | None = None
     save_every: int = 500
@@ -211,7 +186,7 @@ class DistillConfig:
 class Item:
     """One question, tokenised once: everything the step needs except the distractors."""
 
-    paragraph: Paragraph
+    paragraph: TokenizedContext
     source: str
     enc_question: list[int]
     pre: list[int]
@@ -219,7 +194,6 @@ class Item:
     target_ids: list[int]
     target_top: tuple  # numpy (n, k) ids and log-probs
     positive: list[int]  # paragraph positions labelled keep: teacher saliency ∪ gold answer tokens
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def prepare_items(backbone: Backbone, examples: list[QAExample], cache: dict[str, TeacherEntry],
@@ -436,8 +410,7 @@ def train_distill(compressor, items: list[Item], cfg: DistillConfig, out_dir: Pa
         ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     step_fn = DistillStep(bb, ddp, items, cfg, model.config.num_soft_tokens,
                           random.Random(cfg.seed * 1009 + rank * 7919 + step))
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda"
-                else torch.autocast("cpu", enabled=False))
+    autocast = bf16_autocast(dev)
     order: list[int] = []
     ready: list[tuple[list[int], list[tuple]]] = []
     shuffle = random.Random(cfg.seed + rank + step)

@@ -8,7 +8,6 @@ attention from the target back to the context, per-token saliency labels for the
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -23,8 +22,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..compressor import HyCo2Compressor
-from ..decoder import attention_implementation, forward_on_targets
-from ..encoder import TokenizedContext, tokenize_context
+from ..decoder import attention_implementation, bf16_autocast, end_of_turn, forward_on_targets
+from ..encoder import TokenizedContext, span_positions, tokenize_context
 from ..prompting import (COMPLETION_INSTRUCTION, KEPT, PARAPHRASE_INSTRUCTIONS, SOFT, embed_prompt,
                          prompt_parts)
 from ..selector import keep_count, select_words_by_budget
@@ -92,11 +91,15 @@ def _truncate(ctx: TokenizedContext, n: int) -> TokenizedContext:
 
 def _span_labels(ctx: TokenizedContext, spans: list[tuple[int, int]]) -> torch.Tensor:
     y = torch.zeros(len(ctx))
-    for s, e in spans:
-        for i, (a, b) in enumerate(ctx.offsets):
-            if a < e and b > s:
-                y[i] = 1.0
+    y[span_positions(ctx, spans)] = 1.0
     return y
+
+
+def upper_layer_attention(attentions) -> torch.Tensor:
+    """(B, T, T) attention averaged over the heads and the upper half of the layers, one layer at a
+    time in float32 (stacking every layer first would hold them all in memory twice)."""
+    half = attentions[len(attentions) // 2:]
+    return sum(a.float().mean(1) for a in half) / len(half)
 
 
 def saliency_labels(att: torch.Tensor, start: int, n: int, prompt_len: int, n_target: int,
@@ -125,15 +128,11 @@ class Trainer:
         self.out = Path(out_dir)
         self.seed = seed
         self.device = self.bb.device
-        self.eos = self.bb.tokenizer.convert_tokens_to_ids("<|im_end|>")
-        if not isinstance(self.eos, int) or self.eos == self.bb.tokenizer.unk_token_id:
-            self.eos = self.bb.tokenizer.eos_token_id
+        self.eos = end_of_turn(self.bb)
         self.history: list[dict[str, Any]] = []
 
     def _autocast(self):
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return bf16_autocast(self.device)
 
     def trainable(self, stage: str) -> list[torch.nn.Parameter]:
         m = self.c.model
@@ -192,7 +191,7 @@ class Trainer:
                 prompts.append(embed_prompt(bb, parts, kept_ids=ctx.ids))
             with attention_implementation(bb.model, "eager"), self._autocast():
                 t_logits, _, _, lens, atts = forward_on_targets(bb.model, prompts, targets, want_attention=True)
-            upper = torch.stack(atts[len(atts) // 2:]).float().mean(dim=(0, 2))  # (B, T, T)
+            upper = upper_layer_attention(atts)  # (B, T, T)
         kl = F.kl_div(F.log_softmax(s_logits[tmask], -1), F.log_softmax(t_logits[tmask], -1),
                       log_target=True, reduction="batchmean")
         bce_terms = []
