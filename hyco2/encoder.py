@@ -79,19 +79,20 @@ class ContextEncoder:
 
     @torch.no_grad()
     def encode(self, contexts: list[TokenizedContext], questions: list[str | None]) -> EncodedBatch:
+        return self.encode_ids([self.question_ids(q) for q in questions], [c.ids for c in contexts])
+
+    @torch.no_grad()
+    def encode_ids(self, q_ids: list[list[int]], ctx_ids: list[list[int]]) -> EncodedBatch:
+        """The same from token ids (training tokenises every question once, up front)."""
         bb = self.backbone
-        q_ids = [self.question_ids(q) for q in questions]
-        lengths = [len(q) + len(c) for q, c in zip(q_ids, contexts)]
-        B, L = len(contexts), max(lengths)
-        pad = bb.tokenizer.pad_token_id
-        ids = torch.full((B, L), pad, dtype=torch.long)
+        B, L = len(ctx_ids), max(len(q) + len(c) for q, c in zip(q_ids, ctx_ids))
+        ids = torch.full((B, L), bb.tokenizer.pad_token_id, dtype=torch.long)
         mask = torch.zeros((B, L), dtype=torch.long)
-        for i, (q, c) in enumerate(zip(q_ids, contexts)):
-            seq = q + c.ids
-            ids[i, : len(seq)] = torch.tensor(seq)
-            mask[i, : len(seq)] = 1
+        for i, (q, c) in enumerate(zip(q_ids, ctx_ids)):
+            ids[i, : len(q) + len(c)] = torch.tensor(q + c)
+            mask[i, : len(q) + len(c)] = 1
         out = bb.model.base_model(input_ids=ids.to(bb.device), attention_mask=mask.to(bb.device))
-        return split_states(out.last_hidden_state.float(), [len(q) for q in q_ids], [len(c) for c in contexts])
+        return split_states(out.last_hidden_state.float(), [len(q) for q in q_ids], [len(c) for c in ctx_ids])
 
 
 def split_states(states: torch.Tensor, q_lens: list[int], c_lens: list[int]) -> EncodedBatch:

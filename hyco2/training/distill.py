@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from ..backbone import Backbone
 from ..decoder import attention_implementation, bf16_autocast, end_of_turn, forward_on_targets, logits_at
-from ..encoder import ContextEncoder, TokenizedContext, span_positions, split_states, word_ids_from_offsets
+from ..encoder import ContextEncoder, TokenizedContext, span_positions, word_ids_from_offsets
 from ..metrics import best_over_golds, contains
 from ..prompting import KEPT, SOFT, prompt_parts, qa_user_text
 from ..selector import keep_count, select_words_by_budget
@@ -234,6 +234,7 @@ class DistillStep:
     def __init__(self, backbone: Backbone, model: torch.nn.Module, items: list[Item], cfg: DistillConfig,
                  num_soft: int, rng: random.Random):
         self.bb, self.model, self.items, self.cfg, self.k, self.rng = backbone, model, items, cfg, num_soft, rng
+        self.encoder = ContextEncoder(backbone)
         self.by_source: dict[str, list[int]] = {}
         for n, it in enumerate(items):
             self.by_source.setdefault(it.source, []).append(n)
@@ -292,14 +293,9 @@ class DistillStep:
         bb, dev, cfg = self.bb, self.bb.device, self.cfg
         ctxs = ctxs if ctxs is not None else [self.context_for(n) for n in batch]
         items = [self.items[n] for n in batch]
-        # 1. frozen encoder: [question prefix][context], right-padded
-        seqs = [it.enc_question + c[0] for it, c in zip(items, ctxs)]
-        ids = _pad([torch.tensor(s) for s in seqs], -1)
-        mask = ids != -1
-        ids[~mask] = self.pad
-        with torch.no_grad(), autocast:
-            hidden = bb.model.base_model(input_ids=ids.to(dev), attention_mask=mask.long().to(dev)).last_hidden_state
-        enc = split_states(hidden.float(), [len(it.enc_question) for it in items], [len(c[0]) for c in ctxs])
+        # 1. frozen encoder: [question prefix][context], as at inference
+        with autocast:
+            enc = self.encoder.encode_ids([it.enc_question for it in items], [c[0] for c in ctxs])
         # 2. the trainable part: soft tokens and keep logits
         with autocast:
             soft, keep_logits = self.model(enc)
