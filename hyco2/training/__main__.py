@@ -98,6 +98,15 @@ def barrier(world: int) -> None:
         torch.distributed.barrier()
 
 
+def build_teacher_shard(comp, qa, folder: Path, shard: int, shards: int, batch_size: int,
+                        max_new_tokens: int = 24) -> None:
+    """Shard ``shard`` of ``shards`` of the teacher cache: every ``shards``-th question, saved in ``folder``."""
+    mine = qa[shard::shards]
+    print(f"teacher shard {shard}/{shards}: {len(mine)} questions", flush=True)
+    save_cache(build_teacher_cache(comp.backbone, mine, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                                   progress=shard == 0), folder / f"shard-{shard}-of-{shards}.pt")
+
+
 def teacher_cache(comp, qa, folder: Path, rank: int, world: int, batch_size: int, max_new_tokens: int = 24):
     """Reuse a complete teacher cache in ``folder`` (built with any number of processes), or build it:
     each rank answers its share of the questions and saves a shard; then every rank loads all shards."""
@@ -110,10 +119,7 @@ def teacher_cache(comp, qa, folder: Path, rank: int, world: int, batch_size: int
 
     shards = complete()
     if shards is None:
-        mine = qa[rank::world]
-        print(f"rank {rank}: teacher answers for {len(mine)} questions", flush=True)
-        save_cache(build_teacher_cache(comp.backbone, mine, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                                       progress=rank == 0), folder / f"shard-{rank}-of-{world}.pt")
+        build_teacher_shard(comp, qa, folder, rank, world, batch_size, max_new_tokens)
         barrier(world)
         shards = complete()
     return load_cache(shards)
@@ -157,9 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             folder = Path(args.teacher_cache or out / "teacher")
             if args.teacher_shard:
                 r, n = (int(x) for x in args.teacher_shard.split("/"))
-                save_cache(build_teacher_cache(comp.backbone, qa[r::n], batch_size=args.teacher_batch_size,
-                                               progress=r == 0), folder / f"shard-{r}-of-{n}.pt")
-                print(f"teacher shard {r}/{n}: {len(qa[r::n])} questions", flush=True)
+                build_teacher_shard(comp, qa, folder, r, n, args.teacher_batch_size)
                 return 0
             cache = teacher_cache(comp, qa, folder, rank, world, args.teacher_batch_size)
             if args.steps[i] == 0:
