@@ -280,7 +280,7 @@ class HyCo2Compressor:
             qs = [self._question(q) for q in questions[start:start + batch_size]]
             toks = [tokenize_context(self.backbone, t) for t in texts]
             short = [i for i, t in enumerate(toks) if len(t) <= self.max_context_tokens]
-            if len(short) < len(toks) and (method != "hyco2" or selector != "classifier"):
+            if len(short) < len(toks) and not self._classifier_selects(method, selector):
                 longest = max(len(t) for t in toks)  # peers read one window: refuse before any work
                 raise ContextTooLongError(longest, self.max_context_tokens)
             done: dict[int, CompressionResult] = {}
@@ -296,6 +296,11 @@ class HyCo2Compressor:
             results.extend(done[i] for i in range(len(toks)))
         return results
 
+    @staticmethod
+    def _classifier_selects(method: str, selector: str) -> bool:
+        """HyCo2's own classifier picks the kept tokens (threshold, phrases and long inputs need it)."""
+        return method == "hyco2" and selector == "classifier"
+
     def _check_settings(self, rate, budget, threshold, method: str, selector: str, phrases: float) -> float | None:
         """Validate one request's settings before any work; returns the rate to use (the checkpoint's
         default when none of rate, budget, threshold is given)."""
@@ -304,11 +309,11 @@ class HyCo2Compressor:
             raise InvalidSettingError("Give at most one of rate, budget or threshold.")
         if given == 0:
             rate = self.model.config.default_rate
-        if threshold is not None and (method != "hyco2" or selector != "classifier"):
+        if threshold is not None and not self._classifier_selects(method, selector):
             raise InvalidSettingError("threshold mode needs the HyCo2 classifier (method='hyco2').")
         if method != "hyco2" and selector != "classifier":
             raise InvalidSettingError("selector only applies to method='hyco2'.")
-        if phrases and (method != "hyco2" or selector != "classifier"):
+        if phrases and not self._classifier_selects(method, selector):
             raise InvalidSettingError("phrases applies to the HyCo2 classifier (method='hyco2').")
         check_phrase_strength(phrases)
         return rate
@@ -320,7 +325,7 @@ class HyCo2Compressor:
         """Chunks of one long text or of a document list → one result with per-chunk segments."""
         from tqdm.auto import tqdm
 
-        if method != "hyco2" or selector != "classifier":
+        if not self._classifier_selects(method, selector):
             raise InvalidSettingError(
                 f"{method if method != 'hyco2' else selector} reads one window at a time; long contexts and "
                 f"document lists are compressed by HyCo2's classifier (method='hyco2'). Split the text first "
@@ -544,17 +549,14 @@ class HyCo2Compressor:
             context = DOCUMENT_SEPARATOR.join(as_text(d, f"document {i + 1}") for i, d in enumerate(documents))
         if context is None:
             raise EmptyInputError("answer() needs a context or documents=[...].")
-        if compression is None and MODE_ALIASES.get(mode, mode) in ("hybrid", "soft", "hard"):
-            compression = self.compress(context, question, rate=rate, budget=budget, threshold=threshold,
-                                        method=method, progress=progress)
         return self.answer_batch([context], [question], mode, rate=rate, budget=budget, threshold=threshold,
                                  method=method, compressions=[compression] if compression else None,
-                                 max_new_tokens=max_new_tokens)[0]
+                                 max_new_tokens=max_new_tokens, progress=progress)[0]
 
     def answer_batch(self, contexts: list[str | bytes], questions: list[str | bytes], mode: str = "hybrid", *,
                      rate: float | None = None, budget: int | None = None, threshold: float | None = None,
                      method: str = "hyco2", compressions: list[CompressionResult] | None = None,
-                     max_new_tokens: int = 32, batch_size: int = 8) -> list[Answer]:
+                     max_new_tokens: int = 32, batch_size: int = 8, progress: bool = False) -> list[Answer]:
         mode = MODE_ALIASES.get(mode, mode)
         if mode not in MODES:
             raise InvalidSettingError(f"mode must be one of {', '.join(MODES)} (or 'compressed'), not {mode!r}.")
@@ -563,7 +565,7 @@ class HyCo2Compressor:
             raise EmptyInputError("answer() needs a question for every context.")
         if mode in ("hybrid", "soft", "hard") and compressions is None:
             compressions = self.compress_batch(contexts, qs, rate=rate, budget=budget, threshold=threshold,
-                                               method=method, batch_size=batch_size)
+                                               method=method, batch_size=batch_size, progress=progress)
         answers: list[Answer] = []
         for start in range(0, len(contexts), batch_size):
             t0 = time.perf_counter()
