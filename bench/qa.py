@@ -26,6 +26,7 @@ from hyco2 import HyCo2Compressor
 from hyco2.baselines import available_methods
 from hyco2.metrics import best_over_golds, contains, exact_match, f1_score
 from hyco2.modeling import HyCo2Model
+from hyco2.text import DOCUMENT_SEPARATOR
 from hyco2.training.data import read_squad, with_distractors
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -91,7 +92,7 @@ def load_items(set_name: str, data_dir: Path):
 
 def gold_position(item) -> int:
     """1-based place of the question's own paragraph among the paragraphs of its context."""
-    return item.context[: item.gold_start].count("\n\n") + 1
+    return item.context[: item.gold_start].count(DOCUMENT_SEPARATOR) + 1
 
 
 def run_row(comp: HyCo2Compressor, items, name: str, mode: str, *, method: str = "hyco2", rate=None,

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from .backbone import Backbone
 from .encoder import TokenizedContext, tokenize_context
-
-#: Between documents in the joined text (and so in what the decoder reads).
-DOCUMENT_SEPARATOR = "\n\n"
+from .text import DOCUMENT_SEPARATOR
 SENTENCE_ENDS = (".", "!", "?", ".\"", "?\"", "!\"", ".)", ":")
 
 

@@ -15,14 +15,14 @@ from .baselines import get_selector
 from .config import HyCo2Config
 from .counting import count_cl100k
 from .decoder import forward_on_targets, target_nll
-from .chunking import DOCUMENT_SEPARATOR, chunk_bounds, join_documents, sub_context
+from .chunking import chunk_bounds, join_documents, sub_context
 from .encoder import ContextEncoder, TokenizedContext, tokenize_context
 from .errors import ContextTooLongError, EmptyInputError, HyCo2OutOfMemoryError, InvalidSettingError
 from .modeling import HyCo2Model
 from .prompting import KEPT, SOFT, embed_prompt, left_pad, prompt_parts, qa_user_text
 from .selector import (check_phrase_strength, keep_count, pull_neighbours, select_words_by_budget,
                        select_words_by_threshold)
-from .text import as_text
+from .text import DOCUMENT_SEPARATOR, as_text
 
 log = logging.getLogger(__name__)
 
@@ -454,7 +454,7 @@ class HyCo2Compressor:
             si, ki = si + n_soft, ki + n_kept
             if piece:
                 docs.append(piece)
-        parts = prompt_parts(bb, qa_user_text(question, "\n\n".join(docs)))
+        parts = prompt_parts(bb, qa_user_text(question, DOCUMENT_SEPARATOR.join(docs)))
         n_doc = sum(x.shape[0] for x in softs) + sum(map(len, kepts))
         return embed_prompt(bb, parts, soft=softs, kept_ids=tuple(kepts)), n_doc
 

@@ -5,6 +5,10 @@ import unicodedata
 
 from .errors import EmptyInputError, InvalidTextError
 
+#: Between documents (or paragraphs) joined into one context: chunking, distractor contexts, what the
+#: decoder reads for a document list.
+DOCUMENT_SEPARATOR = "\n\n"
+
 #: Share of control characters (other than tab/newline/carriage return) above which a string is
 #: treated as binary data that was decoded by accident.
 MAX_CONTROL_SHARE = 0.01

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import HyCo2Error
-from ..text import as_text
+from ..text import DOCUMENT_SEPARATOR, as_text
 
 TEXT_SUFFIXES = (".txt", ".md", ".rst")
 
@@ -134,7 +134,7 @@ def split_for_completion(text: str, rng: random.Random, min_words: int = 5, max_
 
 def with_distractors(examples: list[QAExample], k: int, seed: int = 0,
                      max_chars: int | None = None) -> list[QAExample]:
-    """Each question's paragraph among ``k - 1`` others, in a seeded order, joined by blank lines.
+    """Each question's paragraph among ``k - 1`` others, in a seeded order, joined by DOCUMENT_SEPARATOR.
 
     Distractors come from the same article (``source``) first, then from other articles when the
     article is too short; ``answer_starts`` are shifted to the new context. ``max_chars`` drops
@@ -159,12 +159,13 @@ def with_distractors(examples: list[QAExample], k: int, seed: int = 0,
             p = rng.choice(all_paras)
             if p != gold and p not in chosen:
                 chosen.append(p)
+        sep = len(DOCUMENT_SEPARATOR)
         if max_chars is not None:
-            while chosen and len(gold) + sum(len(p) + 2 for p in chosen) > max_chars:
+            while chosen and len(gold) + sum(len(p) + sep for p in chosen) > max_chars:
                 chosen.pop()
         chosen.insert(rng.randint(0, len(chosen)), gold)
-        context = "\n\n".join(chosen)
-        shift = sum(len(p) + 2 for p in chosen[: chosen.index(gold)])
+        context = DOCUMENT_SEPARATOR.join(chosen)
+        shift = sum(len(p) + sep for p in chosen[: chosen.index(gold)])
         out.append(QAExample(context, ex.question, list(ex.answers),
                              [s + shift if s >= 0 else s for s in ex.answer_starts], ex.source, shift, gold))
     return out

@@ -32,6 +32,7 @@ from ..encoder import ContextEncoder, TokenizedContext, span_positions, word_ids
 from ..metrics import best_over_golds, contains
 from ..prompting import KEPT, SOFT, prompt_parts, qa_user_text
 from ..selector import keep_count, select_words_by_budget
+from ..text import DOCUMENT_SEPARATOR
 from .data import QAExample
 from .trainer import saliency_labels, upper_layer_attention
 
@@ -238,7 +239,7 @@ class DistillStep:
         self.by_source: dict[str, list[int]] = {}
         for n, it in enumerate(items):
             self.by_source.setdefault(it.source, []).append(n)
-        self.sep = backbone.tokenizer("\n\n", add_special_tokens=False)["input_ids"]
+        self.sep = backbone.tokenizer(DOCUMENT_SEPARATOR, add_special_tokens=False)["input_ids"]
         self.pad = backbone.tokenizer.pad_token_id
 
     def context_for(self, n: int) -> tuple[list[int], list[int], list[int]]:
