@@ -97,7 +97,8 @@ def gold_position(item) -> int:
 
 def run_row(comp: HyCo2Compressor, items, name: str, mode: str, *, method: str = "hyco2", rate=None,
             budgets=None, selector: str = "classifier", batch_size: int = 8, max_new_tokens: int = 24,
-            full_answers: list[str] | None = None, tag: str = "", phrases: float = 0.0) -> tuple[dict, list]:
+            full_answers: list[str] | None = None, tag: str = "", phrases: float = 0.0,
+            context_tokens: list[int] | None = None) -> tuple[dict, list]:
     """Compress (if needed), answer and score every item; per-question arrays plus costs."""
     contexts, questions = [it.context for it in items], [it.question for it in items]
     compress_s, passes, comps = 0.0, 0.0, None
@@ -130,7 +131,7 @@ def run_row(comp: HyCo2Compressor, items, name: str, mode: str, *, method: str =
         "faithful": [f1_score(t, r) for t, r in zip(texts, ref)],
         "nll": nll,
         "doc_tokens": [a.document_tokens for a in answers],
-        "context_tokens": [len(comp.tokenize(c)) for c in contexts],
+        "context_tokens": context_tokens or [len(comp.tokenize(c)) for c in contexts],
         "compress_ms": 1000 * compress_s, "answer_ms": 1000 * answer_s, "forward_passes": passes,
         "peak_mib": mem.peak,
     }
@@ -152,7 +153,7 @@ def run_setting(comp: HyCo2Compressor, others: dict[str, HyCo2Compressor], items
         return row
 
     full = add(run_row(comp, items, "full context", "full", **kw)[0])
-    kw = {**kw, "full_answers": full["answers"]}
+    kw = {**kw, "full_answers": full["answers"], "context_tokens": full["context_tokens"]}  # same for every row
     add(run_row(comp, items, "no context", "none", **kw)[0])
     add(run_row(comp, items, "HyCo2 soft only", "soft", rate=rates[0], **kw)[0])
     for rate in rates:
