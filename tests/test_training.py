@@ -112,3 +112,9 @@ def test_cli_stage3_smoke_on_the_real_model(tmp_path):
     stage = config["training"]["stages"][0]
     assert stage["stage"] == "instruct" and stage["steps_done"] == 2 and stage["examples_seen"] == 4
     assert config["training"]["initialised_from"]  # continued training keeps the earlier record
+
+
+def test_pretraining_summary_carries_its_loss_curve(tiny, tmp_path):
+    cfg = StageConfig("paraphrase", steps=2, batch_size=2, lr=1e-3, max_target_tokens=8, max_context_tokens=64)
+    summary = Trainer(tiny, tmp_path, seed=0).run_stage(cfg, make_records("paraphrase", [PARAGRAPH], random.Random(0)))
+    assert summary["history"] and all(h["stage"] == "paraphrase" for h in summary["history"])

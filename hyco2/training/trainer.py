@@ -285,7 +285,8 @@ class Trainer:
         summary = {"stage": cfg.name, "steps_done": step, "seconds": round(time.time() - t0, 1),
                    "records": len(records), "final": last, "skipped_steps": skipped, "config": asdict(cfg)}
         (stage_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-        return summary
+        # the loss curve travels with the summary, as stage 3's does, into the run's history.json
+        return {**summary, "history": [h for h in self.history if h["stage"] == cfg.name]}
 
     def _save_state(self, stage_dir: Path, opt, sched, step: int, total: int) -> None:
         stage_dir.mkdir(parents=True, exist_ok=True)
