@@ -10,8 +10,10 @@ from pathlib import Path
 
 from hyco2.backbone import QUANTIZE_CHOICES
 from hyco2.errors import HyCo2Error
+from hyco2.settings import CompressionSettings, add_arguments
 
 from .db import open_db
+from .devices import DevicePool, parse_devices
 from .documents import DEFAULT_MAX_BYTES, JSON_FIELDS
 from .runner import GENERIC_QUESTION_NOTE, BatchRunner, BatchSettings
 
@@ -37,17 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("docs_dir", help="folder with the documents (.txt .md .html .json .jsonl)")
     c.add_argument("--db", required=True, help="SQLite file to create or extend")
     c.add_argument("--glob", default="**/*", help="which files, relative to the folder")
-    g = c.add_mutually_exclusive_group()
-    g.add_argument("--rate", type=float, default=None, help="share of tokens kept verbatim (default: checkpoint's, 0.15)")
-    g.add_argument("--budget", type=int, default=None, help="tokens kept verbatim per document chunk")
-    g.add_argument("--threshold", type=float, default=None, help="keep words with keep probability ≥ this")
+    add_arguments(c, budget_help="tokens kept verbatim per row: a whole document, or one --chunk-tokens piece")
     q = c.add_mutually_exclusive_group()
     q.add_argument("--question", default=None, help="one question for every document")
     q.add_argument("--questions", default=None,
                    help="JSONL with {\"file\": relative path, \"question\": ...} lines (several per file allowed)")
-    c.add_argument("--method", default="hyco2", help="hyco2 or a peer: truncate random selective-context "
-                   "llmlingua longllmlingua mig")
-    c.add_argument("--selector", default="classifier", help="HyCo2's hard view: classifier or a peer, e.g. mig")
     c.add_argument("--model", default=None, help="backbone (default: the checkpoint's)")
     c.add_argument("--checkpoint", default=None, help="HyCo2 checkpoint folder (default: the shipped one)")
     c.add_argument("--quantize", default="auto", choices=QUANTIZE_CHOICES)
@@ -55,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--batch-size", type=int, default=None,
                    help="chunks per forward; halves itself on out-of-memory (default: 1 on CPU, where padding "
                         "costs more than batching saves, 32 on CUDA; see bench/batch.py)")
+    c.add_argument("--batch-tokens", type=int, default=None,
+                   help="at most this many padded tokens a forward (texts are batched by length; default: "
+                        "no limit beyond --batch-size)")
+    c.add_argument("--devices", default=None,
+                   help="several devices, one worker process each: cuda:0,cuda:1,… or all (every visible GPU); "
+                        "one writer, resumable as ever (default: --device)")
     c.add_argument("--workers", type=int, default=2, help="threads that read and extract files")
     c.add_argument("--chunk-tokens", type=int, default=None,
                    help="split longer documents into chunks of this many backbone tokens (default: the window)")
@@ -161,16 +163,28 @@ def main(argv: list[str] | None = None) -> int:
         if not Path(args.docs_dir).is_dir():
             raise HyCo2Error(f"No such folder: {args.docs_dir}")
         questions = load_questions(args.questions) if args.questions else None
+        compression = CompressionSettings.from_args(args)  # bad settings fail before the model loads
+        devices = parse_devices(args.devices)
+        if len(devices) == 1:
+            args.device, devices = devices[0], []
+        # with several devices this process only reads, tokenises and writes: its copy stays on the CPU
         comp = HyCo2Compressor.from_pretrained(args.checkpoint, model=args.model, quantize=args.quantize,
-                                               device=args.device)
-        settings = BatchSettings(method=args.method, selector=args.selector, rate=args.rate, budget=args.budget,
-                                 threshold=args.threshold, chunk_tokens=args.chunk_tokens,
+                                               device="cpu" if devices else args.device)
+        settings = BatchSettings(compression=compression, chunk_tokens=args.chunk_tokens,
                                  json_fields=tuple(args.json_fields), store_embeddings=args.store_embeddings,
                                  max_bytes=args.max_bytes)
-        batch_size = args.batch_size or (32 if comp.backbone.device.type == "cuda" else 1)
+        on_gpu = comp.backbone.device.type == "cuda" or any(d.startswith("cuda") for d in devices)
+        batch_size = args.batch_size or (32 if on_gpu else 1)
+        pool = DevicePool(devices, checkpoint=args.checkpoint, model=args.model, quantize=args.quantize,
+                          settings=compression, batch_size=batch_size, batch_tokens=args.batch_tokens) if devices else None
         runner = BatchRunner(open_db(args.db), comp, settings, questions=questions, default_question=args.question,
-                             batch_size=batch_size, workers=args.workers, progress=not args.no_progress)
-        s = runner.run(Path(args.docs_dir), args.glob)
+                             batch_size=batch_size, workers=args.workers, progress=not args.no_progress, pool=pool,
+                             batch_tokens=args.batch_tokens)
+        try:
+            s = runner.run(Path(args.docs_dir), args.glob)
+        finally:
+            if pool is not None:
+                pool.close()
         saved = s["tokens_before"] - s["tokens_after"]
         print(f"run {s['run_id']}: {s['done']} compressed, {s['skipped']} already done, {s['errors']} with errors; "
               f"{s['tokens_before']} → {s['tokens_after']} backbone tokens ({saved} saved) in {s['seconds']:.1f} s. "

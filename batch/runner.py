@@ -7,8 +7,9 @@ import json
 import os
 import platform
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,9 @@ from hyco2.chunking import chunk_bounds
 from hyco2.compressor import CompressionResult, HyCo2Compressor
 from hyco2.encoder import GENERIC_INSTRUCTION, tokenize_context
 from hyco2.errors import HyCo2Error, HyCo2OutOfMemoryError
+from hyco2.settings import CompressionSettings
 
+from .devices import DevicePool, compress_items
 from .documents import DEFAULT_MAX_BYTES, JSON_FIELDS, Found, discover, extract_text, sha256
 
 
@@ -28,16 +31,11 @@ from .documents import DEFAULT_MAX_BYTES, JSON_FIELDS, Found, discover, extract_
 class BatchSettings:
     """Everything that changes a compression's output; its hash decides what counts as done."""
 
-    method: str = "hyco2"
-    selector: str = "classifier"
-    rate: float | None = None
-    budget: int | None = None
-    threshold: float | None = None
+    compression: CompressionSettings = field(default_factory=CompressionSettings)  # how much, by whom
     chunk_tokens: int | None = None
     json_fields: tuple[str, ...] = JSON_FIELDS
     store_embeddings: bool = False
     max_bytes: int = DEFAULT_MAX_BYTES
-    seed: int = 0
 
     def output_key(self, model: str, checkpoint_sha: str) -> str:
         relevant = {k: v for k, v in asdict(self).items() if k not in ("max_bytes",)}
@@ -99,13 +97,18 @@ def split_chunks(comp: HyCo2Compressor, text: str, limit: int) -> list[str]:
 class BatchRunner:
     def __init__(self, db: sqlite_utils.Database, comp: HyCo2Compressor, settings: BatchSettings,
                  questions: dict[str, list[str]] | None = None, default_question: str | None = None,
-                 batch_size: int = 8, workers: int = 2, progress: bool = True):
-        self.db, self.comp, self.s = db, comp, settings
+                 batch_size: int = 8, workers: int = 2, progress: bool = True, pool: DevicePool | None = None,
+                 batch_tokens: int | None = None):
+        # the checkpoint's default rate written in, so the hash and the rows say what was used
+        settings = replace(settings, compression=comp.settings(settings.compression))
+        self.db, self.comp, self.s, self.c = db, comp, settings, settings.compression
         self.questions = questions or {}
         self.default_question = default_question
         self.batch_size = max(1, batch_size)
+        self.batch_tokens = batch_tokens  # padded tokens a forward may hold (None: rows only)
         self.workers = max(1, workers)
         self.progress = progress
+        self.pool = pool  # several devices: batches go to worker processes; this process writes
         self.ckpt = checkpoint_sha(comp)
         self.key = settings.output_key(comp.backbone.name, self.ckpt)
         self.limit = settings.chunk_tokens or comp.max_context_tokens
@@ -158,8 +161,9 @@ class BatchRunner:
             todo = [f for f in found if not f.skip_reason]
             bar = tqdm(total=len(todo), unit="doc", disable=not self.progress, desc="compress")
             pending: list[_Doc] = []
-            with ThreadPoolExecutor(self.workers) as pool:
-                for f, raw, err in pool.map(self._read, todo):
+            inflight: deque[tuple[list[_Doc], Future | None]] = deque()
+            with ThreadPoolExecutor(self.workers) as readers:
+                for f, raw, err in readers.map(self._read, todo):
                     doc = self._prepare(f, raw, err)
                     if doc is None:
                         self.stats["skipped"] += 1
@@ -167,10 +171,12 @@ class BatchRunner:
                         continue
                     pending.append(doc)
                     if sum(len(d.items) for d in pending) >= self.batch_size:
-                        self._flush(run_id, pending, bar)
+                        self._flush(run_id, pending, bar, inflight)
                         pending = []
                 if pending:
-                    self._flush(run_id, pending, bar)
+                    self._flush(run_id, pending, bar, inflight)
+            while inflight:
+                self._write_oldest(run_id, inflight, bar)
             bar.close()
             status = "done"
         except KeyboardInterrupt:
@@ -207,7 +213,7 @@ class BatchRunner:
             text = extract_text(f.path, raw, self.s.json_fields)
             # HyCo2 compresses a document of any length as one result (chunked inside, one row with
             # per-chunk segments); peers read one window, and --chunk-tokens asks for separate pieces
-            whole = self.s.method == "hyco2" and self.s.selector == "classifier" and not self.s.chunk_tokens
+            whole = self.c.classifier_selects and not self.s.chunk_tokens
             chunks = [text] if whole else split_chunks(self.comp, text, self.limit)
         except HyCo2Error as exc:
             doc.error = exc
@@ -217,39 +223,29 @@ class BatchRunner:
         return doc
 
     def _compress(self, items: list[tuple[str | None, int, str]]) -> list[CompressionResult | Exception]:
-        """Compress with the largest batch that fits; on out-of-memory, halve and retry."""
-        size = self.batch_size
-        while True:
-            try:
-                out: list[CompressionResult | Exception] = []
-                for b in range(0, len(items), size):
-                    part = items[b:b + size]
-                    try:
-                        out.extend(self.comp.compress_batch(
-                            [t for _, _, t in part], [q for q, _, _ in part], rate=self.s.rate, budget=self.s.budget,
-                            threshold=self.s.threshold, method=self.s.method, selector=self.s.selector,
-                            seed=self.s.seed, batch_size=size))
-                    except HyCo2OutOfMemoryError:
-                        raise
-                    except HyCo2Error:  # one bad item must not sink its batch: retry one by one
-                        for q, _, t in part:
-                            try:
-                                out.append(self.comp.compress(t, q, rate=self.s.rate, budget=self.s.budget,
-                                                              threshold=self.s.threshold, method=self.s.method,
-                                                              selector=self.s.selector, seed=self.s.seed))
-                            except HyCo2Error as exc:
-                                out.append(exc)
-                return out
-            except HyCo2OutOfMemoryError as exc:
-                if size == 1:
-                    return [exc] * len(items)
-                size = max(1, size // 2)
-                self.batch_size = size
+        """Compress with the largest batch that fits (halved on out-of-memory, and kept halved)."""
+        out, self.batch_size = compress_items(self.comp, items, self.c, self.batch_size, self.batch_tokens)
+        return out
 
-    def _flush(self, run_id: int, docs: list[_Doc], bar) -> None:
-        work = [(d, it) for d in docs if d.error is None for it in d.items]
-        results = self._compress([it for _, it in work]) if work else []
-        for (d, _), r in zip(work, results):
+    def _flush(self, run_id: int, docs: list[_Doc], bar, inflight: deque | None = None) -> None:
+        """Compress ``docs`` and write them; with a device pool, hand them to a worker and write the
+        oldest batches in flight once more than two per device are out."""
+        items = [it for d in docs if d.error is None for it in d.items]
+        if self.pool is None or inflight is None:
+            self._write(run_id, docs, self._compress(items) if items else [], bar)
+            return
+        inflight.append((docs, self.pool.submit(items) if items else None))
+        while len(inflight) > 2 * len(self.pool.devices):
+            self._write_oldest(run_id, inflight, bar)
+
+    def _write_oldest(self, run_id: int, inflight: deque, bar) -> None:
+        docs, future = inflight.popleft()
+        self._write(run_id, docs, future.result()[0] if future is not None else [], bar)
+
+    def _write(self, run_id: int, docs: list[_Doc], results: list, bar) -> None:
+        """One transaction per document: all its rows, or none (what makes a run resumable)."""
+        work = [d for d in docs if d.error is None for _ in d.items]
+        for d, r in zip(work, results):
             d.results.append(r)
         for d in docs:
             rows = []
@@ -268,8 +264,8 @@ class BatchRunner:
 
     def _row(self, run_id: int, doc_id: int, question: str | None, chunk: int, r) -> dict:
         base = {"run_id": run_id, "document_id": doc_id, "settings_hash": self.key, "chunk": chunk,
-                "question": question or "", "method": self.s.method, "rate": self.s.rate,
-                "budget": self.s.budget, "threshold": self.s.threshold, "created_at": _now()}
+                "question": question or "", "method": self.c.label, "rate": self.c.rate,
+                "budget": self.c.budget, "threshold": self.c.threshold, "created_at": _now()}
         if isinstance(r, Exception):
             kind = "runtime" if isinstance(r, HyCo2OutOfMemoryError) else "input"
             return {**base, "status": "error", "error_kind": kind, "error": str(r)}

@@ -1,63 +1,171 @@
-"""Batch-mode throughput: documents/s and tokens/s at several batch sizes, one run, one table.
+"""Batch throughput, side by side in one run: the backbone's bare prefill over the same documents (the
+floor), the library's compress_batch, and the batch CLI end to end (files → SQLite), in tokens/s and
+docs/s, with peak memory.
 
-    python bench/batch.py                 # 120 SQuAD paragraphs as .txt files, batch sizes 1 8 32
-    python bench/batch.py --docs 400 --batch-sizes 1 16 64 --device cuda
+    python bench/batch.py                                   # CPU: 64 SQuAD paragraphs
+    python bench/batch.py --docs 2048 --batch-sizes 64 256 --batch-tokens 65536 --cli-devices cuda:0 all
 
-The documents are written to a temporary folder at run time from the SQuAD file (nothing is copied
-into the repo); each batch size gets a fresh SQLite database, so every row does the same work.
+Rows:
+- ``prefill, padding mask``: the backbone's body over fixed-size batches in file order with an
+  attention mask (what a plain Hugging Face loop does);
+- ``prefill, length-sorted, no mask``: the same tokens batched by length (hyco2.batching) through
+  hyco2.decoder.right_padded_forward, as the compressor runs them: the floor the compressor is measured
+  against;
+- ``compress_batch``: tokenising, the backbone, the adapter and classifier, selection and cl100k counts;
+- ``CLI``: ``python -m batch compress`` in a subprocess on a folder of the same paragraphs (reading
+  files, hashing, SQLite commits per document), timed by the run's own wall clock (model load excluded),
+  for each ``--cli-devices`` value (one device, or ``all`` GPUs with one worker process each).
+
+The documents are written to a temporary folder at run time from the SQuAD file (nothing is copied into
+the repo).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-from batch.db import open_db
-from batch.runner import BatchRunner, BatchSettings
-from bench.qa import machine
-from hyco2 import HyCo2Compressor
+import torch
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+from qa import PeakMemory, machine
+from hyco2 import HyCo2Compressor
+from hyco2.batching import length_batches
+from hyco2.decoder import bf16_autocast, right_padded_forward
+from hyco2.encoder import tokenize_context
+from hyco2.training.data import read_squad
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def paragraphs(path: Path, n: int) -> list[str]:
+    seen = dict.fromkeys(ex.paragraph for ex in read_squad(path))
+    out = list(seen)[:n]
+    if len(out) < n:
+        raise SystemExit(f"{path} has only {len(out)} paragraphs; ask for fewer --docs")
+    return out
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.no_grad()
+def prefill(comp: HyCo2Compressor, ids: list[list[int]], batch_size: int, sorted_no_mask: bool,
+            batch_tokens: int | None) -> float:
+    """Seconds for the backbone's body over every document (question prefix included, as compression does)."""
+    bb, dev = comp.backbone, comp.backbone.device
+    q = comp.encoder.question_ids(None)
+    rows = [q + x for x in ids]
+    groups = (length_batches([len(r) for r in rows], batch_size, batch_tokens) if sorted_no_mask
+              else [list(range(s, min(s + batch_size, len(rows)))) for s in range(0, len(rows), batch_size)])
+    sync(dev)
+    t0 = time.perf_counter()
+    with bf16_autocast(dev):
+        for g in groups:
+            L = max(len(rows[i]) for i in g)
+            x = torch.full((len(g), L), bb.tokenizer.pad_token_id, dtype=torch.long)
+            mask = torch.zeros((len(g), L), dtype=torch.long)
+            for r, i in enumerate(g):
+                x[r, : len(rows[i])] = torch.tensor(rows[i])
+                mask[r, : len(rows[i])] = 1
+            if sorted_no_mask:
+                right_padded_forward(bb.model, input_ids=x.to(dev))
+            else:
+                bb.model.base_model(input_ids=x.to(dev), attention_mask=mask.to(dev))
+    sync(dev)
+    return time.perf_counter() - t0
+
+
+def cli_run(folder: Path, db: Path, device: str, batch_size: int, batch_tokens: int | None, rate: float) -> dict:
+    cmd = [sys.executable, "-m", "batch", "compress", str(folder), "--db", str(db), "--rate", str(rate),
+           "--batch-size", str(batch_size), "--no-progress"]
+    cmd += ["--devices", device] if device == "all" or "," in device else ["--device", device]
+    if batch_tokens:
+        cmd += ["--batch-tokens", str(batch_tokens)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"batch CLI failed on {device}: {proc.stderr[-2000:]}")
+    con = sqlite3.connect(db)
+    seconds, docs = con.execute("select wall_seconds, documents_done from runs order by id desc limit 1").fetchone()
+    tokens = con.execute("select sum(original_tokens) from compressions where status = 'ok'").fetchone()[0]
+    con.close()
+    return {"seconds": seconds, "docs": docs, "tokens": tokens, "process_seconds": wall}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=str(SHARED / "squad-v1-train-subset.json"))
-    p.add_argument("--docs", type=int, default=120)
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32])
+    p.add_argument("--data", default=str(SHARED / "squad-v1.0-train.json.gz"), help="SQuAD JSON (.gz) file")
+    p.add_argument("--docs", type=int, default=64, help="distinct paragraphs to compress")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8], help="rows a forward")
+    p.add_argument("--batch-tokens", type=int, default=None, help="padded-token cap a forward (sorted rows)")
     p.add_argument("--rate", type=float, default=0.2)
-    p.add_argument("--device", default=None)
-    p.add_argument("--out", default=None)
+    p.add_argument("--device", default=None, help="device of the in-process rows (default: cuda if present)")
+    p.add_argument("--cli-devices", nargs="*", default=None,
+                   help="one CLI run each: a device (cpu, cuda:0) or 'all' / 'cuda:0,cuda:1' for one worker "
+                        "process a GPU (default: the --device)")
+    p.add_argument("--out", default=None, help="JSON file for the rows (default: bench/results/batch-<dev>.json)")
     args = p.parse_args(argv)
-    data = json.loads(Path(args.data).read_text(encoding="utf-8"))["data"]
-    paragraphs = [para["context"] for art in data for para in art["paragraphs"]][: args.docs]
+    texts = paragraphs(Path(args.data), args.docs)
     comp = HyCo2Compressor.from_pretrained(device=args.device)
+    dev = comp.backbone.device
+    ids = [tokenize_context(comp.backbone, t).ids for t in texts]
+    n_tokens = sum(map(len, ids))
+    comp.compress_batch(texts[:8], None, rate=args.rate)  # warm-up outside the timings
+    prefill(comp, ids[:64], 8, True, None)
     rows = []
+
+    def add(name: str, bs: int | None, seconds: float, peak: float | None, tokens: int = n_tokens,
+            docs: int = len(texts), bt: int | None = None) -> None:
+        rows.append({"row": name, "batch_size": bs, "batch_tokens": bt, "seconds": seconds, "docs": docs,
+                     "tokens": tokens, "tokens_per_s": tokens / seconds, "docs_per_s": docs / seconds,
+                     "peak_mib": peak})
+        print(f"  {name:<40} batch {bs}: {tokens / seconds:,.0f} tokens/s", flush=True)
+
+    for bs in args.batch_sizes:
+        for sorted_no_mask, name in ((False, "prefill, padding mask"), (True, "prefill, length-sorted, no mask")):
+            with PeakMemory(dev) as mem:
+                s = prefill(comp, ids, bs, sorted_no_mask, args.batch_tokens if sorted_no_mask else None)
+            add(name, bs, s, mem.peak, bt=args.batch_tokens if sorted_no_mask else None)
+        with PeakMemory(dev) as mem:
+            sync(dev)
+            t0 = time.perf_counter()
+            comp.compress_batch(texts, None, rate=args.rate, batch_size=bs, batch_tokens=args.batch_tokens)
+            sync(dev)
+            s = time.perf_counter() - t0
+        add("compress_batch", bs, s, mem.peak, bt=args.batch_tokens)
     with tempfile.TemporaryDirectory() as tmp:
-        docs = Path(tmp) / "docs"
-        docs.mkdir()
-        for i, text in enumerate(paragraphs):
-            (docs / f"p{i:04d}.txt").write_text(text, encoding="utf-8")
-        comp.compress(paragraphs[0], None, rate=args.rate)  # warm-up outside the timings
-        for bs in args.batch_sizes:
-            db = open_db(str(Path(tmp) / f"bs{bs}.db"))
-            runner = BatchRunner(db, comp, BatchSettings(rate=args.rate), batch_size=bs, progress=False)
-            s = runner.run(docs)
-            rows.append({"batch_size": bs, "docs": s["done"], "seconds": s["seconds"],
-                         "docs_per_s": s["done"] / s["seconds"], "tokens_per_s": s["tokens_before"] / s["seconds"],
-                         "tokens_before": s["tokens_before"], "tokens_after": s["tokens_after"]})
-            print(f"  batch {bs}: {rows[-1]['docs_per_s']:.1f} docs/s", flush=True)
-    print(f"\n{len(paragraphs)} documents (SQuAD paragraphs), rate {args.rate}; machine: {machine()}\n")
-    print("| batch size | docs | seconds | docs/s | context tokens/s | tokens before → after |\n|---|---|---|---|---|---|")
+        folder = Path(tmp) / "docs"
+        folder.mkdir()
+        for i, text in enumerate(texts):
+            (folder / f"p{i:05d}.txt").write_text(text, encoding="utf-8")
+        for device in args.cli_devices or [str(dev)]:
+            bs = max(args.batch_sizes)
+            r = cli_run(folder, Path(tmp) / f"{device.replace(':', '_').replace(',', '+')}.db", device, bs,
+                        args.batch_tokens, args.rate)
+            add(f"CLI end to end ({device})", bs, r["seconds"], None, tokens=r["tokens"], docs=r["docs"],
+                bt=args.batch_tokens)
+    floor = {r["batch_size"]: r["tokens_per_s"] for r in rows if r["row"] == "prefill, length-sorted, no mask"}
+    print(f"\n{len(texts)} SQuAD paragraphs, {n_tokens:,} context tokens, rate {args.rate}; machine: {machine()}\n")
+    print("| row | batch | tokens/s | docs/s | vs floor | seconds | peak MiB |\n|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['batch_size']} | {r['docs']} | {r['seconds']:.1f} | {r['docs_per_s']:.1f} | "
-              f"{r['tokens_per_s']:.0f} | {r['tokens_before']} → {r['tokens_after']} |")
-    dev = "gpu" if comp.backbone.device.type == "cuda" else "cpu"
-    out = Path(args.out or Path(__file__).parent / "results" / f"batch-{dev}.json")
+        rel = r["tokens_per_s"] / floor[r["batch_size"]] if r["batch_size"] in floor else None
+        batch = str(r["batch_size"]) + (f" / {r['batch_tokens']} tok" if r["batch_tokens"] else "")
+        peak = "-" if r["peak_mib"] is None else f"{r['peak_mib']:.0f}"
+        print(f"| {r['row']} | {batch} | {r['tokens_per_s']:,.0f} | {r['docs_per_s']:.1f} | "
+              f"{'-' if rel is None else f'{rel:.2f}'} | {r['seconds']:.2f} | {peak} |")
+    out = Path(args.out or ROOT / "bench" / "results" / f"batch-{'gpu' if dev.type == 'cuda' else 'cpu'}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
+    out.write_text(json.dumps({"machine": machine(), "gpus": torch.cuda.device_count(), "rows": rows,
+                               "docs": len(texts), "tokens": n_tokens, "rate": args.rate}, indent=1))
     return 0
 
 

@@ -24,6 +24,7 @@ import torch
 
 from hyco2 import HyCo2Compressor
 from hyco2.baselines import available_methods
+from hyco2.settings import CompressionSettings
 from hyco2.metrics import best_over_golds, contains, exact_match, f1_score
 from hyco2.modeling import HyCo2Model
 from hyco2.text import DOCUMENT_SEPARATOR
@@ -105,11 +106,11 @@ def run_row(comp: HyCo2Compressor, items, name: str, mode: str, *, method: str =
     with PeakMemory(comp.backbone.device) as mem:
         if mode in ("hybrid", "soft", "hard"):
             t0 = time.perf_counter()
+            settings = CompressionSettings(rate=rate, method=method, selector=selector, phrases=phrases)
             if budgets is not None:  # same total budget as the hybrid row, question by question
-                comps = [comp.compress(c, q, budget=b, method=method) for c, q, b in zip(contexts, questions, budgets)]
+                comps = [comp.compress(c, q, settings=settings, budget=b) for c, q, b in zip(contexts, questions, budgets)]
             else:
-                comps = comp.compress_batch(contexts, questions, rate=rate, method=method, selector=selector,
-                                            batch_size=batch_size, phrases=phrases)
+                comps = comp.compress_batch(contexts, questions, settings=settings, batch_size=batch_size)
             compress_s = (time.perf_counter() - t0) / len(items)
             passes = sum(c.forward_passes for c in comps) / len(comps)
         t0 = time.perf_counter()

@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from bench.qa import SHARED, machine
+from qa import SHARED, machine
 from hyco2 import HyCo2Compressor
 from hyco2.baselines import available_methods
 from hyco2.metrics import normalize_answer

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .backbone import DEFAULT_BACKBONE, QUANTIZE_CHOICES
 from .errors import ContextTooLongError, HyCo2Error
+from .settings import CompressionSettings, add_arguments
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -16,11 +17,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="UTF-8 text file(s) with the context ('-' reads standard input); several files are "
                         "several documents, each compressed in its own chunks; any length")
     p.add_argument("-q", "--question", default=None, help="the question (compress: optional)")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--rate", type=float, default=None, help="share of context tokens kept verbatim (default 0.15)")
-    g.add_argument("--budget", type=int, default=None, help="number of context tokens kept verbatim")
-    g.add_argument("--threshold", type=float, default=None, help="keep every word with keep probability ≥ this")
-    p.add_argument("--method", default="hyco2", help="hyco2 or a peer (see `python -m hyco2 methods`)")
+    add_arguments(p)
     p.add_argument("--model", default=None, help=f"backbone (default {DEFAULT_BACKBONE})")
     p.add_argument("--checkpoint", default=None, help="HyCo2 checkpoint folder (default: the shipped one)")
     p.add_argument("--quantize", default="auto", choices=QUANTIZE_CHOICES)
@@ -64,22 +61,18 @@ def main(argv: list[str] | None = None) -> int:
 
             print("\n".join(available_methods()))
             return 0
-        from .baselines import available_methods
         from .compressor import HyCo2Compressor
 
         # cheap checks before the model loads
         if args.command == "answer" and not args.question:
             raise HyCo2Error("answer needs a question: -q 'your question'")
-        if args.method not in available_methods():
-            raise HyCo2Error(f"Unknown method {args.method!r}; choose one of: {', '.join(available_methods())}.")
+        settings = CompressionSettings.from_args(args)
         texts = [_read(f) for f in args.files]
         source = {"documents": texts} if len(texts) > 1 else {"context": texts[0]}
         comp = HyCo2Compressor.from_pretrained(args.checkpoint, model=args.model, quantize=args.quantize,
                                                device=args.device)
-        settings = dict(rate=args.rate, budget=args.budget, threshold=args.threshold, method=args.method,
-                        progress=True)
         if args.command == "compress":
-            r = comp.compress(question=args.question, **source, **settings)
+            r = comp.compress(question=args.question, **source, settings=settings, progress=True)
             if args.json:
                 print(json.dumps(r.to_dict(), indent=2, ensure_ascii=False))
             else:
@@ -90,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                       + ("; budget cut to fit the decoder's window" if r.rate_adjusted else "")
                       + ("; UNTRAINED checkpoint" if r.untrained else ""))
             return 0
-        r = comp.compress(question=args.question, **source, **settings)
+        r = comp.compress(question=args.question, **source, settings=settings, progress=True)
         mode = "hybrid" if r.soft_tokens else "hard"
         small = comp.answer(question=args.question, mode=mode, compression=r, max_new_tokens=args.max_new_tokens,
                             **source)

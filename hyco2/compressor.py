@@ -9,19 +9,21 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
+from tqdm.auto import tqdm
 
 from .backbone import DEFAULT_BACKBONE, Backbone, load_backbone
-from .baselines import get_selector
+from .baselines import Selector, get_selector
 from .config import HyCo2Config
 from .counting import count_cl100k
 from .decoder import forward_on_targets, target_nll
+from .batching import length_batches
 from .chunking import chunk_bounds, join_documents, sub_context
 from .encoder import ContextEncoder, TokenizedContext, tokenize_context
 from .errors import ContextTooLongError, EmptyInputError, HyCo2OutOfMemoryError, InvalidSettingError
 from .modeling import HyCo2Model
 from .prompting import KEPT, SOFT, embed_prompt, left_pad, prompt_parts, qa_user_text
-from .selector import (check_phrase_strength, keep_count, pull_neighbours, select_words_by_budget,
-                       select_words_by_threshold)
+from .selector import ClassifierSelector, keep_count
+from .settings import CompressionSettings
 from .text import DOCUMENT_SEPARATOR, as_text
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,7 @@ class CompressionResult:
     #: one window or a list of documents; None = one chunk. The decoder reads [soft_1][kept_1][soft_2]…
     segments: list[tuple[int, int]] | None = None
     documents: list[tuple[int, int]] | None = None  # each document's token range, for document lists
+    chunk_ranges: list[tuple[int, int]] | None = None  # each chunk's token range, beside ``segments``
     rate_adjusted: bool = False  # the kept budget was cut so that the decoder's window holds the result
     tokenized: TokenizedContext | None = None  # the context as tokenised once for this result (offsets, words)
 
@@ -83,6 +86,20 @@ class CompressionResult:
     def rate(self) -> float:
         return self.compressed_tokens / max(1, self.context_tokens)
 
+    def document_counts(self) -> list[dict[str, int]]:
+        """Per document (one entry for a single context): its context tokens, kept tokens and soft tokens
+        (the soft tokens of the chunks inside it), in document order; kept and soft tokens sum to the totals (separators between documents are
+        context tokens of none)."""
+        ranges = self.documents or [(0, self.context_tokens)]
+        chunks = list(zip(self.chunk_ranges, self.segments)) if self.chunk_ranges and self.segments else None
+        out = []
+        for start, end in ranges:
+            kept = sum(1 for p in self.kept_positions if start <= p < end)
+            soft = (sum(n for (cs, _), (n, _) in chunks if start <= cs < end) if chunks is not None
+                    else self.soft_tokens)
+            out.append({"context_tokens": end - start, "kept_tokens": kept, "soft_tokens": soft})
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         """Everything but the tensors, JSON-ready; ``ratio`` formatted like LLMLingua's ("11.2x")."""
         return {
@@ -106,6 +123,7 @@ class CompressionResult:
             "chunks": len(self.segments) if self.segments else 1,
             "segments": self.segments,
             "documents": self.documents,
+            "document_counts": self.document_counts() if self.documents else None,
             "rate_adjusted": self.rate_adjusted,
         }
 
@@ -217,6 +235,16 @@ class HyCo2Compressor:
             raise ContextTooLongError(len(tokenized), self.max_context_tokens)
         return tokenized
 
+    def _full_context(self, context: str | bytes | None, compression: CompressionResult | None) -> TokenizedContext:
+        """The context as the full-context mode reads it: the compression's own tokenisation when it was
+        made from this text (a request tokenises once), else tokenised here; refused if over the window."""
+        ctx = compression.tokenized if compression is not None else None
+        if ctx is None or (context is not None and as_text(context, "context") != ctx.text):
+            return self.tokenize(context)
+        if len(ctx) > self.max_context_tokens:
+            raise ContextTooLongError(len(ctx), self.max_context_tokens)
+        return ctx
+
     @staticmethod
     def _question(question: str | bytes | None) -> str | None:
         if question is None:
@@ -225,11 +253,22 @@ class HyCo2Compressor:
             raise EmptyInputError("The question is empty: pass a question, or None for a generic summary instruction.")
         return as_text(question, "question").strip()
 
+    def settings(self, settings: CompressionSettings | None = None, **overrides: Any) -> CompressionSettings:
+        """The one settings value for a request: ``settings`` with any keyword overrides laid over it, and
+        the checkpoint's default rate when none of rate, budget and threshold is given."""
+        return CompressionSettings.build(settings, **overrides).with_default_rate(self.model.config.default_rate)
+
+    def selector_for(self, settings: CompressionSettings) -> Selector:
+        """Who picks the kept tokens: HyCo2's classifier (budget or threshold) or a peer, one interface."""
+        if settings.classifier_selects:
+            return ClassifierSelector(self.model, threshold=settings.threshold, phrases=settings.phrases)
+        return get_selector(settings.method if settings.method != "hyco2" else settings.selector)
+
     def compress(self, context: str | bytes | None = None, question: str | bytes | None = None, *,
-                 documents: list[str | bytes] | None = None, rate: float | None = None,
-                 budget: int | None = None, threshold: float | None = None, method: str = "hyco2",
-                 selector: str = "classifier", seed: int = 0, phrases: float = 0.0,
-                 progress: bool = False) -> CompressionResult:
+                 documents: list[str | bytes] | None = None, settings: CompressionSettings | None = None,
+                 rate: float | None = None, budget: int | None = None, threshold: float | None = None,
+                 method: str | None = None, selector: str | None = None, seed: int | None = None,
+                 phrases: float | None = None, progress: bool = False) -> CompressionResult:
         """Compress one context of any length, or a list of ``documents`` (see :meth:`compress_batch`).
 
         A context longer than one window, or a document list, is cut into chunks (blank lines, then
@@ -237,6 +276,8 @@ class HyCo2Compressor:
         the kept-token budget goes to the chunks whose tokens the classifier scores highest (one
         selection over all chunks, so the total is exact). ``progress`` shows a bar over the chunks.
         """
+        s = self.settings(settings, rate=rate, budget=budget, threshold=threshold, method=method,
+                          selector=selector, seed=seed, phrases=phrases)
         if context is not None and documents is not None:
             raise InvalidSettingError("Pass either a context or documents=[...], not both.")
         if context is None and documents is None:
@@ -244,90 +285,66 @@ class HyCo2Compressor:
         if documents is not None:
             if isinstance(documents, (str, bytes)) or not documents:
                 raise InvalidSettingError("documents must be a non-empty list of texts.")
-            rate = self._check_settings(rate, budget, threshold, method, selector, phrases)
             texts = [as_text(d, f"document {i + 1}") for i, d in enumerate(documents)]
-            return self._compress_long(texts, self._question(question), rate, budget, threshold, method,
-                                       selector, phrases, progress)
-        return self.compress_batch([context], [question], rate=rate, budget=budget, threshold=threshold,
-                                   method=method, selector=selector, seed=seed, phrases=phrases,
-                                   progress=progress)[0]
+            return self._compress_long(texts, self._question(question), s, progress)
+        return self.compress_batch([context], [question], settings=s, progress=progress)[0]
 
     def compress_batch(self, contexts: list[str | bytes], questions: list[str | bytes | None] | None = None, *,
-                       rate: float | None = None, budget: int | None = None, threshold: float | None = None,
-                       method: str = "hyco2", selector: str = "classifier", seed: int = 0,
-                       batch_size: int = 8, phrases: float = 0.0, progress: bool = False) -> list[CompressionResult]:
-        """Compress many contexts; one backbone forward per batch.
+                       settings: CompressionSettings | None = None, rate: float | None = None,
+                       budget: int | None = None, threshold: float | None = None, method: str | None = None,
+                       selector: str | None = None, seed: int | None = None, phrases: float | None = None,
+                       batch_size: int = 8, batch_tokens: int | None = None,
+                       progress: bool = False) -> list[CompressionResult]:
+        """Compress many contexts; one backbone forward per batch, results in input order.
 
-        Exactly one of ``rate`` (fraction of context tokens kept verbatim), ``budget`` (kept token
-        count) or ``threshold`` (keep words with p ≥ threshold; HyCo2 only); none means the
-        checkpoint's default rate. ``method`` names the whole method (``hyco2`` or a peer from
-        :func:`hyco2.baselines.available_methods`, kept tokens only); ``selector`` picks HyCo2's
-        hard view: its trained ``classifier`` or any peer's selection (e.g. ``mig``) beside the
-        soft tokens. ``phrases`` (0–1, classifier only) lets kept words pull in their neighbours
-        (:func:`hyco2.selector.pull_neighbours`).
+        Contexts are batched by length (:func:`hyco2.batching.length_batches`): at most ``batch_size``
+        a forward and, with ``batch_tokens``, at most that many padded tokens.
+
+        How is one :class:`~hyco2.settings.CompressionSettings` (``settings``, or the same fields as
+        keywords laid over it): at most one of ``rate`` (fraction of context tokens kept verbatim),
+        ``budget`` (kept token count) or ``threshold`` (keep words with p ≥ threshold; HyCo2's classifier
+        only), none meaning the checkpoint's default rate; ``method`` (``hyco2`` or a peer from
+        :func:`hyco2.baselines.available_methods`, kept tokens only); ``selector`` (HyCo2's hard view:
+        its trained ``classifier`` or any peer's selection, e.g. ``mig``, beside the soft tokens);
+        ``phrases`` (0–1, classifier only: kept words pull in their neighbours); ``seed``.
         """
-        rate = self._check_settings(rate, budget, threshold, method, selector, phrases)
+        s = self.settings(settings, rate=rate, budget=budget, threshold=threshold, method=method,
+                          selector=selector, seed=seed, phrases=phrases)
         if not contexts:
             return []
         questions = list(questions) if questions is not None else [None] * len(contexts)
         if len(questions) != len(contexts):
             raise InvalidSettingError(f"{len(contexts)} contexts but {len(questions)} questions.")
-        peer = None if method == "hyco2" else get_selector(method)
-        hard = None if selector == "classifier" else get_selector(selector)
-        results: list[CompressionResult] = []
-        for start in range(0, len(contexts), batch_size):
-            texts = [as_text(c, "context") for c in contexts[start:start + batch_size]]
-            qs = [self._question(q) for q in questions[start:start + batch_size]]
-            toks = [tokenize_context(self.backbone, t) for t in texts]
-            short = [i for i, t in enumerate(toks) if len(t) <= self.max_context_tokens]
-            if len(short) < len(toks) and not self._classifier_selects(method, selector):
-                longest = max(len(t) for t in toks)  # peers read one window: refuse before any work
-                raise ContextTooLongError(longest, self.max_context_tokens)
-            done: dict[int, CompressionResult] = {}
-            if short:
-                with _friendly_oom():
-                    done.update(zip(short, self._compress_chunk([toks[i] for i in short], [qs[i] for i in short],
-                                                                rate, budget, threshold, method, peer, hard, seed,
-                                                                phrases)))
-            for i in range(len(toks)):  # longer than one window: chunked, one result each
-                if i not in done:
-                    done[i] = self._compress_long([texts[i]], qs[i], rate, budget, threshold, method, selector,
-                                                  phrases, progress, tokenized=toks[i])
-            results.extend(done[i] for i in range(len(toks)))
-        return results
+        pick = self.selector_for(s)
+        texts = [as_text(c, "context") for c in contexts]
+        qs = [self._question(q) for q in questions]
+        toks = [tokenize_context(self.backbone, t) for t in texts]
+        over = [i for i, t in enumerate(toks) if len(t) > self.max_context_tokens]
+        if over and not s.classifier_selects:  # peers read one window: refuse before any work
+            raise ContextTooLongError(max(len(toks[i]) for i in over), self.max_context_tokens)
+        fits = [i for i, t in enumerate(toks) if len(t) <= self.max_context_tokens]
+        groups = length_batches([len(toks[i]) for i in fits], batch_size, batch_tokens)
+        results: list[CompressionResult | None] = [None] * len(toks)
+        for group in tqdm(groups, desc="compressing", unit="batch", disable=not progress or len(groups) < 2):
+            ids = [fits[j] for j in group]
+            with _friendly_oom():
+                for i, r in zip(ids, self._compress_chunk([toks[i] for i in ids], [qs[i] for i in ids], s, pick)):
+                    results[i] = r
+        for i in over:  # longer than one window: chunked, one result each
+            results[i] = self._compress_long([texts[i]], qs[i], s, progress, tokenized=toks[i])
+        return results  # type: ignore[return-value]
 
-    @staticmethod
-    def _classifier_selects(method: str, selector: str) -> bool:
-        """HyCo2's own classifier picks the kept tokens (threshold, phrases and long inputs need it)."""
-        return method == "hyco2" and selector == "classifier"
-
-    def _check_settings(self, rate, budget, threshold, method: str, selector: str, phrases: float) -> float | None:
-        """Validate one request's settings before any work; returns the rate to use (the checkpoint's
-        default when none of rate, budget, threshold is given)."""
-        given = sum(x is not None for x in (rate, budget, threshold))
-        if given > 1:
-            raise InvalidSettingError("Give at most one of rate, budget or threshold.")
-        if given == 0:
-            rate = self.model.config.default_rate
-        if threshold is not None and not self._classifier_selects(method, selector):
-            raise InvalidSettingError("threshold mode needs the HyCo2 classifier (method='hyco2').")
-        if method != "hyco2" and selector != "classifier":
-            raise InvalidSettingError("selector only applies to method='hyco2'.")
-        if phrases and not self._classifier_selects(method, selector):
-            raise InvalidSettingError("phrases applies to the HyCo2 classifier (method='hyco2').")
-        check_phrase_strength(phrases)
-        return rate
+    def _n_keep(self, n_tokens: int, s: CompressionSettings) -> int | None:
+        """The exact kept-token count for a context of ``n_tokens`` (None in threshold mode)."""
+        return None if s.threshold is not None else keep_count(n_tokens, s.rate, s.budget)
 
     @torch.no_grad()
-    def _compress_long(self, texts: list[str], question: str | None, rate, budget, threshold, method: str,
-                       selector: str, phrases: float, progress: bool, tokenized: TokenizedContext | None = None,
-                       batch_size: int = 8) -> CompressionResult:
+    def _compress_long(self, texts: list[str], question: str | None, s: CompressionSettings, progress: bool,
+                       tokenized: TokenizedContext | None = None, batch_size: int = 8) -> CompressionResult:
         """Chunks of one long text or of a document list → one result with per-chunk segments."""
-        from tqdm.auto import tqdm
-
-        if not self._classifier_selects(method, selector):
+        if not s.classifier_selects:
             raise InvalidSettingError(
-                f"{method if method != 'hyco2' else selector} reads one window at a time; long contexts and "
+                f"{s.method if s.method != 'hyco2' else s.selector} reads one window at a time; long contexts and "
                 f"document lists are compressed by HyCo2's classifier (method='hyco2'). Split the text first "
                 f"to use a peer.")
         t0 = time.perf_counter()
@@ -335,10 +352,10 @@ class HyCo2Compressor:
             ctx, ranges = tokenized, [(0, len(tokenized))]
         else:
             ctx, ranges = join_documents(self.backbone, texts)
-        bounds = [b for s, e in ranges for b in chunk_bounds(ctx, self.chunk_tokens, s, e)]
+        bounds = [b for start, end in ranges for b in chunk_bounds(ctx, self.chunk_tokens, start, end)]
         if not bounds:
             raise EmptyInputError("The documents are empty: pass non-empty texts.")
-        chunks = [sub_context(ctx, s, e) for s, e in bounds]
+        chunks = [sub_context(ctx, start, end) for start, end in bounds]
         softs, probs = [], []
         starts = range(0, len(chunks), batch_size)
         for b in tqdm(starts, desc="compressing", unit="batch", disable=not progress or len(starts) < 2):
@@ -348,77 +365,61 @@ class HyCo2Compressor:
             probs += [p[: len(c)] for c, p in zip(part, torch.sigmoid(logits).float().cpu())]
             softs += list(soft.float().cpu())
         p_all = torch.cat(probs).tolist()
-        scores = pull_neighbours(p_all, ctx.words, phrases)
         k = self.model.config.num_soft_tokens
         room = self.max_context_tokens - k * len(chunks)  # what the decoder's window leaves for kept tokens
         if room < 0:
             raise ContextTooLongError(k * len(chunks), self.max_context_tokens)
-        if threshold is not None:
-            kept = select_words_by_threshold(scores, ctx.words, threshold)
-        else:
-            kept = select_words_by_budget(scores, ctx.words, keep_count(len(ctx), rate, budget))
+        classifier = self.selector_for(s)  # one selection over every chunk's probabilities
+        kept = classifier.select_scored(ctx, p_all, self._n_keep(len(ctx), s)).positions
         adjusted = len(kept) > room
         if adjusted:
             log.warning("Kept %d tokens + %d soft do not fit the decoder's window; keeping the best %d.",
                         len(kept), k * len(chunks), room)
-            kept = select_words_by_budget(scores, ctx.words, room)
-        segments = [(k, sum(1 for p in kept if s <= p < e)) for s, e in bounds]
+            kept = ClassifierSelector(self.model, phrases=s.phrases).select_scored(ctx, p_all, room).positions
+        segments = [(k, sum(1 for p in kept if start <= p < end)) for start, end in bounds]
         kept_ids = [ctx.ids[p] for p in kept]
         kept_text = self.backbone.tokenizer.decode(kept_ids)
         total = time.perf_counter() - t0
         return CompressionResult(
-            context=ctx.text, question=question, method="hyco2", kept_positions=kept, kept_token_ids=kept_ids,
+            context=ctx.text, question=question, method=s.label, kept_positions=kept, kept_token_ids=kept_ids,
             kept_spans=[ctx.offsets[p] for p in kept], kept_text=kept_text, probabilities=p_all,
             soft_embeddings=torch.cat(softs),
             context_tokens=len(ctx), cl100k_context_tokens=count_cl100k(ctx.text),
             cl100k_kept_tokens=count_cl100k(kept_text), timings={"encode_s": total, "select_s": 0.0, "total_s": total},
             untrained=self.untrained, checkpoint=self.checkpoint, forward_passes=len(chunks), segments=segments,
-            documents=ranges if tokenized is None else None, rate_adjusted=adjusted, tokenized=ctx,
+            documents=ranges if tokenized is None else None, chunk_ranges=bounds, rate_adjusted=adjusted, tokenized=ctx,
         )
 
     @torch.no_grad()
-    def _compress_chunk(self, chunk, qs, rate, budget, threshold, method, selector, hard, seed, phrases=0.0):
+    def _compress_chunk(self, chunk: list[TokenizedContext], qs: list[str | None], s: CompressionSettings,
+                        pick: Selector) -> list[CompressionResult]:
+        """Contexts that fit one window: HyCo2's encoder pass (soft tokens and keep probabilities, batched)
+        when the method has soft tokens, then each context's selection through ``pick``."""
         t0 = time.perf_counter()
         soft_all = probs_all = None
-        if selector is None:
-            enc = self.encoder.encode(chunk, qs)
-            t_enc = time.perf_counter()
-            soft_all, logits = self.model(enc)
+        if s.soft:
+            soft_all, logits = self.model(self.encoder.encode(chunk, qs))
             soft_all, probs_all = soft_all.float().cpu(), torch.sigmoid(logits).float().cpu()
-        else:
-            t_enc = t0
-        t_model = time.perf_counter()
-        name = method if hard is None else f"{method}+{hard.name}"
+        share = (time.perf_counter() - t0) / len(chunk)
         out = []
         for i, (ctx, q) in enumerate(zip(chunk, qs)):
             t_sel = time.perf_counter()
-            if selector is None:
-                probs, soft, fwd = probs_all[i, : len(ctx)].tolist(), soft_all[i], 1  # the shared encoder pass
-                if hard is not None:
-                    sel = hard.select(self.encoder, ctx, q, keep_count(len(ctx), rate, budget), seed=seed)
-                    kept, probs, fwd = sel.positions, sel.scores, fwd + sel.forward_passes
-                elif threshold is not None:
-                    kept = select_words_by_threshold(pull_neighbours(probs, ctx.words, phrases), ctx.words, threshold)
-                else:
-                    kept = select_words_by_budget(pull_neighbours(probs, ctx.words, phrases), ctx.words,
-                                                  keep_count(len(ctx), rate, budget))
+            n_keep = self._n_keep(len(ctx), s)
+            if s.classifier_selects:  # the classifier reads the pass above: no second forward
+                sel = pick.select_scored(ctx, probs_all[i, : len(ctx)].tolist(), n_keep)
             else:
-                n_keep = keep_count(len(ctx), rate, budget)
-                sel = selector.select(self.encoder, ctx, q, n_keep, seed=seed)
-                kept, probs, soft, fwd = sel.positions, sel.scores, None, sel.forward_passes
-            kept_ids = [ctx.ids[p] for p in kept]
+                sel = pick.select(self.encoder, ctx, q, n_keep, seed=s.seed)
+            kept_ids = [ctx.ids[p] for p in sel.positions]
             kept_text = self.backbone.tokenizer.decode(kept_ids)
             now = time.perf_counter()
-            share = (t_model - t0) / len(chunk)
             out.append(CompressionResult(
-                context=ctx.text, question=q, method=name, kept_positions=kept, kept_token_ids=kept_ids,
-                kept_spans=[ctx.offsets[p] for p in kept], kept_text=kept_text, probabilities=probs,
-                soft_embeddings=soft, context_tokens=len(ctx), cl100k_context_tokens=count_cl100k(ctx.text),
-                cl100k_kept_tokens=count_cl100k(kept_text),
-                timings={"encode_s": (t_enc - t0) / len(chunk), "select_s": now - t_sel,
-                         "total_s": share + (now - t_sel)},
-                untrained=self.untrained if method == "hyco2" else False,
-                checkpoint=self.checkpoint if method == "hyco2" else "", forward_passes=fwd, tokenized=ctx,
+                context=ctx.text, question=q, method=s.label, kept_positions=sel.positions, kept_token_ids=kept_ids,
+                kept_spans=[ctx.offsets[p] for p in sel.positions], kept_text=kept_text, probabilities=sel.scores,
+                soft_embeddings=None if soft_all is None else soft_all[i], context_tokens=len(ctx),
+                cl100k_context_tokens=count_cl100k(ctx.text), cl100k_kept_tokens=count_cl100k(kept_text),
+                timings={"encode_s": share, "select_s": now - t_sel, "total_s": share + (now - t_sel)},
+                untrained=self.untrained if s.soft else False, checkpoint=self.checkpoint if s.soft else "",
+                forward_passes=int(s.soft) + sel.forward_passes, tokenized=ctx,
             ))
         return out
 
@@ -518,14 +519,9 @@ class HyCo2Compressor:
             raise EmptyInputError("answer_stream() needs a question.")
         ctx = None
         if mode == "full":
-            if context is not None:
-                ctx = self.tokenize(context)
-            elif compression is not None and compression.tokenized is not None:
-                ctx = compression.tokenized
-                if len(ctx) > self.max_context_tokens:
-                    raise ContextTooLongError(len(ctx), self.max_context_tokens)
-            else:
+            if context is None and (compression is None or compression.tokenized is None):
                 raise EmptyInputError("answer_stream(mode='full') needs the context or a compression of it.")
+            ctx = self._full_context(context, compression)
         elif mode != "none" and compression is None:
             raise InvalidSettingError(f"answer_stream(mode={mode!r}) needs the compression to read.")
         embeds, _ = self.decoder_embeds(mode, q, ctx, compression)
@@ -533,30 +529,32 @@ class HyCo2Compressor:
 
     def answer(self, context: str | bytes | None = None, question: str | bytes | None = None,
                mode: str = "hybrid", *, documents: list[str | bytes] | None = None,
-               rate: float | None = None, budget: int | None = None, threshold: float | None = None,
-               method: str = "hyco2", compression: CompressionResult | None = None,
-               max_new_tokens: int = 32, progress: bool = False) -> Answer:
+               settings: CompressionSettings | None = None, rate: float | None = None, budget: int | None = None,
+               threshold: float | None = None, method: str | None = None,
+               compression: CompressionResult | None = None, max_new_tokens: int = 32,
+               progress: bool = False) -> Answer:
         """Answer ``question`` from the full context, its compression, or nothing (``mode``).
 
         ``documents=[...]`` instead of a context: compressed chunk by chunk (see :meth:`compress`); in
         ``full`` mode the documents are read joined by blank lines (and must fit one window)."""
+        s = self.settings(settings, rate=rate, budget=budget, threshold=threshold, method=method)
         if documents is not None:
             if context is not None:
                 raise InvalidSettingError("Pass either a context or documents=[...], not both.")
             if MODE_ALIASES.get(mode, mode) in ("hybrid", "soft", "hard") and compression is None:
-                compression = self.compress(documents=documents, question=question, rate=rate, budget=budget,
-                                            threshold=threshold, method=method, progress=progress)
+                compression = self.compress(documents=documents, question=question, settings=s, progress=progress)
             context = DOCUMENT_SEPARATOR.join(as_text(d, f"document {i + 1}") for i, d in enumerate(documents))
         if context is None:
             raise EmptyInputError("answer() needs a context or documents=[...].")
-        return self.answer_batch([context], [question], mode, rate=rate, budget=budget, threshold=threshold,
-                                 method=method, compressions=[compression] if compression else None,
+        return self.answer_batch([context], [question], mode, settings=s,
+                                 compressions=[compression] if compression else None,
                                  max_new_tokens=max_new_tokens, progress=progress)[0]
 
     def answer_batch(self, contexts: list[str | bytes], questions: list[str | bytes], mode: str = "hybrid", *,
-                     rate: float | None = None, budget: int | None = None, threshold: float | None = None,
-                     method: str = "hyco2", compressions: list[CompressionResult] | None = None,
-                     max_new_tokens: int = 32, batch_size: int = 8, progress: bool = False) -> list[Answer]:
+                     settings: CompressionSettings | None = None, rate: float | None = None,
+                     budget: int | None = None, threshold: float | None = None, method: str | None = None,
+                     compressions: list[CompressionResult] | None = None, max_new_tokens: int = 32,
+                     batch_size: int = 8, progress: bool = False) -> list[Answer]:
         mode = MODE_ALIASES.get(mode, mode)
         if mode not in MODES:
             raise InvalidSettingError(f"mode must be one of {', '.join(MODES)} (or 'compressed'), not {mode!r}.")
@@ -564,15 +562,16 @@ class HyCo2Compressor:
         if any(q is None for q in qs):
             raise EmptyInputError("answer() needs a question for every context.")
         if mode in ("hybrid", "soft", "hard") and compressions is None:
-            compressions = self.compress_batch(contexts, qs, rate=rate, budget=budget, threshold=threshold,
-                                               method=method, batch_size=batch_size, progress=progress)
+            compressions = self.compress_batch(contexts, qs, settings=settings, rate=rate, budget=budget,
+                                               threshold=threshold, method=method, batch_size=batch_size,
+                                               progress=progress)
         answers: list[Answer] = []
         for start in range(0, len(contexts), batch_size):
             t0 = time.perf_counter()
             embeds, docs, comps = [], [], []
             for i in range(start, min(start + batch_size, len(contexts))):
-                ctx = self.tokenize(contexts[i]) if mode == "full" else None
                 comp = compressions[i] if compressions is not None else None
+                ctx = self._full_context(contexts[i], comp) if mode == "full" else None
                 e, n_doc = self.decoder_embeds(mode, qs[i], ctx, comp)
                 embeds.append(e)
                 docs.append(n_doc)
@@ -599,9 +598,9 @@ class HyCo2Compressor:
         out: list[float] = []
         for start in range(0, len(contexts), batch_size):
             idx = range(start, min(start + batch_size, len(contexts)))
-            prompts = [self.decoder_embeds(mode, qs[i], self.tokenize(contexts[i]) if mode == "full" else None,
-                                           compressions[i] if compressions is not None else None)[0]
-                       for i in idx]
+            comps = [compressions[i] if compressions is not None else None for i in idx]
+            prompts = [self.decoder_embeds(mode, qs[i], self._full_context(contexts[i], c) if mode == "full" else None,
+                                           c)[0] for i, c in zip(idx, comps)]
             tgt = [self.backbone.tokenizer(targets[i], add_special_tokens=False)["input_ids"] for i in idx]
             with _friendly_oom():
                 logits, tids, tmask, _, _ = forward_on_targets(self.backbone.model, prompts, tgt)

@@ -41,12 +41,25 @@ def attention_implementation(model, impl: str) -> Iterator[None]:
         use(before)
 
 
+def right_padded_forward(model, *, input_ids: torch.Tensor | None = None,
+                         inputs_embeds: torch.Tensor | None = None, output_attentions: bool = False):
+    """The backbone's body over right-padded rows, with no attention mask.
+
+    Why no mask: in a causal model a real token attends only to itself and earlier positions, and right
+    padding puts every pad after its row's last real token, so a padding mask changes nothing for the
+    real tokens (position ids count from 0 either way). Without one, SDPA takes its fused causal kernel
+    (flash attention on a GPU) instead of a masked one. The pads' own outputs are junk: callers read
+    real positions only. Every training and compression pass here is right-padded; generation (left
+    padding, for batched decoding) keeps its mask."""
+    return model.base_model(input_ids=input_ids, inputs_embeds=inputs_embeds, output_attentions=output_attentions)
+
+
 def forward_on_targets(model, prompts: list[torch.Tensor], targets: list[list[int]],
                        want_attention: bool = False):
     """Run ``[prompt][target]`` sequences, right-padded, and score only the target positions.
 
     Right padding keeps every query row attending to at least one real token (fully masked rows
-    give NaN gradients), and gathering the hidden states before the LM head avoids (B, T, V) logits.
+    give NaN gradients) and needs no mask (:func:`right_padded_forward`), and gathering the hidden states before the LM head avoids (B, T, V) logits.
     Returns target logits (B, Tt, V), target ids and mask, each prompt's length, and attentions.
     """
     B, D = len(prompts), prompts[0].shape[-1]
@@ -56,20 +69,18 @@ def forward_on_targets(model, prompts: list[torch.Tensor], targets: list[list[in
     dev, dtype = prompts[0].device, prompts[0].dtype
     emb_layer = model.get_input_embeddings()
     E = torch.zeros((B, T, D), device=dev, dtype=dtype)
-    mask = torch.zeros((B, T), device=dev, dtype=torch.long)
     tmask = torch.zeros((B, Tt), device=dev, dtype=torch.bool)
     tids = torch.zeros((B, Tt), device=dev, dtype=torch.long)
     where = torch.zeros((B, Tt), device=dev, dtype=torch.long)
     for i, (p, t, n) in enumerate(zip(prompts, targets, lens)):
         E[i, :n] = p
-        mask[i, : n + len(t)] = 1
         if t:
             ids = torch.tensor(t, device=dev)
             E[i, n:n + len(t)] = emb_layer(ids).to(dtype)
             tmask[i, : len(t)] = True
             tids[i, : len(t)] = ids
             where[i, : len(t)] = torch.arange(n - 1, n - 1 + len(t), device=dev)  # position n-1+j predicts j
-    out = model.base_model(inputs_embeds=E, attention_mask=mask, output_attentions=want_attention)
+    out = right_padded_forward(model, inputs_embeds=E, output_attentions=want_attention)
     logits = logits_at(model, out.last_hidden_state, where)
     return logits, tids, tmask, lens, (out.attentions if want_attention else None)
 

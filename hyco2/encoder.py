@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from .backbone import Backbone
+from .decoder import right_padded_forward
 
 #: Used when the caller gives no question: a generic, documented instruction.
 GENERIC_INSTRUCTION = "Summarize the key facts of the document."
@@ -87,11 +88,9 @@ class ContextEncoder:
         bb = self.backbone
         B, L = len(ctx_ids), max(len(q) + len(c) for q, c in zip(q_ids, ctx_ids))
         ids = torch.full((B, L), bb.tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((B, L), dtype=torch.long)
         for i, (q, c) in enumerate(zip(q_ids, ctx_ids)):
             ids[i, : len(q) + len(c)] = torch.tensor(q + c)
-            mask[i, : len(q) + len(c)] = 1
-        out = bb.model.base_model(input_ids=ids.to(bb.device), attention_mask=mask.to(bb.device))
+        out = right_padded_forward(bb.model, input_ids=ids.to(bb.device))  # right-padded: no mask needed
         return split_states(out.last_hidden_state.float(), [len(q) for q in q_ids], [len(c) for c in ctx_ids])
 
 

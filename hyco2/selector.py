@@ -3,13 +3,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
+from .baselines.base import Selection
 from .config import HyCo2Config
 from .errors import InvalidSettingError
+
+if TYPE_CHECKING:
+    from .encoder import ContextEncoder, TokenizedContext
+    from .modeling import HyCo2Model
 
 
 class RetentionClassifier(nn.Module):
@@ -107,3 +113,38 @@ def select_words_by_threshold(probs: Sequence[float], words: Sequence[int], thre
         raise InvalidSettingError(f"threshold must be a probability in (0, 1), not {threshold!r}.")
     best, inv = word_scores(probs, words)
     return np.flatnonzero(best[inv] >= threshold).tolist()
+
+
+class ClassifierSelector:
+    """HyCo2's trained retention classifier behind the same interface as every peer
+    (:class:`hyco2.baselines.Selector`), with a budget (``n_keep``) or a ``threshold``.
+
+    Inside the compressor the classifier's probabilities come from the encoder pass that also makes the
+    soft tokens, so :meth:`select_scored` takes them as given; :meth:`select` runs that pass itself.
+    """
+
+    name = "classifier"
+
+    def __init__(self, model: "HyCo2Model", threshold: float | None = None, phrases: float = 0.0):
+        check_phrase_strength(phrases)
+        self.model, self.threshold, self.phrases = model, threshold, phrases
+
+    @torch.no_grad()
+    def select(self, encoder: "ContextEncoder", ctx: "TokenizedContext", question: str | None,
+               n_keep: int | None, seed: int = 0) -> Selection:
+        _, logits = self.model(encoder.encode([ctx], [question]))
+        sel = self.select_scored(ctx, torch.sigmoid(logits[0, : len(ctx)]).float().tolist(), n_keep)
+        sel.forward_passes = 1
+        return sel
+
+    def select_scored(self, ctx: "TokenizedContext", probs: Sequence[float], n_keep: int | None) -> Selection:
+        """Whole words by keep probability: every word at or above the threshold, or exactly ``n_keep``
+        tokens (``n_keep`` is ignored in threshold mode)."""
+        scores = pull_neighbours(probs, ctx.words, self.phrases)
+        if self.threshold is not None:
+            kept = select_words_by_threshold(scores, ctx.words, self.threshold)
+        elif n_keep is None:
+            raise InvalidSettingError("The classifier needs a budget (n_keep) or a threshold.")
+        else:
+            kept = select_words_by_budget(scores, ctx.words, n_keep)
+        return Selection(kept, list(probs), 0)

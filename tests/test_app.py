@@ -25,7 +25,7 @@ def test_run_streams_both_answers_and_counts():
     from ui import callbacks
 
     context, question, _ = callbacks.examples()[0]
-    outputs = list(callbacks.run(context, question, "rate", 0.2, 32, "hyco2", "smollm2-135m-instruct", 16))
+    outputs = list(callbacks.run(context, question, "rate", 0.2, 32, "hyco2", "smollm2-135m-instruct", max_new_tokens=16))
     assert len(outputs) >= 3  # streamed: several partial updates
     full, full_info, small, small_info, highlighted, counts, chart = outputs[-1]
     assert full.strip() and small.strip()
@@ -43,11 +43,38 @@ def test_run_takes_a_text_longer_than_the_window():
 
     context, question, _ = callbacks.examples()[0]
     long_text = "\n\n".join([context] * 60)  # ~9k tokens: over the default 7,936-token window
-    outputs = list(callbacks.run(long_text, question, "rate", 0.05, 32, "hyco2", "smollm2-135m-instruct", 8))
+    outputs = list(callbacks.run(long_text, question, "rate", 0.05, 32, "hyco2", "smollm2-135m-instruct", max_new_tokens=8))
     full, full_info, small, small_info, highlighted, counts, chart = outputs[-1]
     assert "does not fit" in full and small.strip()
     assert any(score is None and "words" in t for t, score in highlighted) or len(highlighted) <= 3000
     assert any(score is not None and score > 0 for _, score in highlighted)
+
+
+def test_uploaded_files_are_a_document_list_with_counts_per_file(tmp_path):
+    from ui import callbacks
+
+    texts = [text for text, _, _ in callbacks.examples()[:3]]
+    paths = []
+    for i, text in enumerate(texts):
+        paths.append(tmp_path / f"doc{i}.txt")
+        paths[-1].write_text(text, encoding="utf-8")
+    context, documents = callbacks.load_files([str(p) for p in paths])
+    assert [name for name, _ in documents] == ["doc0.txt", "doc1.txt", "doc2.txt"] and all(t in context for t in texts)
+    question = callbacks.examples()[0][1]
+    out = list(callbacks.run(context, question, "budget", 0.2, 30, "hyco2", "smollm2-135m-instruct",
+                             documents=documents, max_new_tokens=8))[-1]
+    counts = out[5]
+    rows = re.findall(r"\| (doc\d\.txt) \| (\d+) \| (\d+) \| (\d+) \|", counts)
+    assert [r[0] for r in rows] == ["doc0.txt", "doc1.txt", "doc2.txt"]
+    assert sum(int(r[2]) for r in rows) == 30 and all(int(r[3]) == 16 for r in rows)
+    # once the user edits the joined text, it is one context again (no per-file table)
+    edited = list(callbacks.run(context + " More.", question, "rate", 0.2, 30, "hyco2", "smollm2-135m-instruct",
+                                documents=documents, max_new_tokens=4))[-1]
+    assert "doc0.txt" not in edited[5]
+    # threshold mode from the page's control
+    thr = list(callbacks.run(texts[0], question, "threshold", 0.2, 30, "hyco2", "smollm2-135m-instruct",
+                             threshold=0.3, max_new_tokens=4))[-1]
+    assert "kept verbatim" in thr[5]
 
 
 @pytest.mark.parametrize("bad, message", [("", "empty"), ("abc\x00def", "NUL")])

@@ -119,7 +119,9 @@ def test_a_document_longer_than_the_window_is_one_compression(tmp_path):
     assert len(_rows(db, "select id from compressions")) == 1
 
 
-def test_killed_run_resumes_with_each_document_exactly_once(tmp_path):
+@pytest.mark.parametrize("devices", [None, "cpu,cpu"])
+def test_killed_run_resumes_with_each_document_exactly_once(tmp_path, devices):
+    """Killed mid-run (the whole process group: with --devices, the workers too), then run again."""
     d = tmp_path / "many"
     d.mkdir()
     n_docs = 14
@@ -127,8 +129,9 @@ def test_killed_run_resumes_with_each_document_exactly_once(tmp_path):
         (d / f"doc{i:02d}.txt").write_text(PARAGRAPH.replace("1872", str(1800 + i)))
     db = tmp_path / "kill.db"
     cmd = [sys.executable, "-m", "batch", "compress", str(d), "--db", str(db), "--rate", "0.2",
-           "--batch-size", "1", "--no-progress"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+           "--batch-size", "1", "--no-progress"] + (["--devices", devices] if devices else [])
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     done_at_kill = 0
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
@@ -140,7 +143,7 @@ def test_killed_run_resumes_with_each_document_exactly_once(tmp_path):
             if done_at_kill >= 3:
                 break
         time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert 0 < done_at_kill < n_docs, "the process must be killed mid-run for this test to mean anything"
     assert subprocess.run(cmd, cwd=ROOT, capture_output=True).returncode == 0
@@ -148,6 +151,22 @@ def test_killed_run_resumes_with_each_document_exactly_once(tmp_path):
     assert len(per_doc) == n_docs and all(r["n"] == 1 for r in per_doc)
     runs = _rows(db, "select status from runs order by id")
     assert runs[0]["status"] == "interrupted" and runs[-1]["status"] == "done"
+
+
+def test_several_devices_give_the_same_rows_as_one(folder, tmp_path):
+    """--devices: one worker process per device, one writer; same results as one device."""
+    one, two = tmp_path / "one.db", tmp_path / "two.db"
+    args = ["compress", str(folder), "--rate", "0.2", "--no-progress", "--batch-size", "2"]
+    assert batch_main(args + ["--db", str(one)]) == 0
+    assert batch_main(args + ["--db", str(two), "--devices", "cpu,cpu", "--batch-tokens", "4096"]) == 0
+    sql = ("select d.path, c.status, c.error, c.kept_text, c.kept_positions, c.segments, c.settings_hash "
+           "from compressions c join documents d on d.id = c.document_id order by d.path, c.chunk")
+    assert _rows(one, sql) == _rows(two, sql) and len(_rows(one, sql)) >= 6
+
+
+def test_bad_devices_are_refused(folder, tmp_path, capsys):
+    assert batch_main(["compress", str(folder), "--db", str(tmp_path / "x.db"), "--devices", "tpu:0,cpu"]) == 2
+    assert "Unknown device" in capsys.readouterr().err
 
 
 def test_report_and_export(folder, tmp_path, capsys):

@@ -183,3 +183,16 @@ def test_answer_stream_ends_with_the_batch_answer(tiny):
         list(tiny.answer_stream(q, "hybrid"))
     with pytest.raises(ContextTooLongError):
         list(tiny.answer_stream(q, "full", compression=tiny.compress("word " * 600, q, budget=5)))
+
+
+def test_document_counts_add_up(tiny):
+    docs = [PARAGRAPH, "The bakery on Mill Street opens at six.", PARAGRAPH.replace("Maria", "Anna")]
+    r = tiny.compress(documents=docs, question="Who built it?", budget=20)
+    counts = r.document_counts()
+    assert [c["context_tokens"] for c in counts] == [e - s for s, e in r.documents]
+    assert sum(c["kept_tokens"] for c in counts) == r.kept_tokens == 20
+    assert sum(c["soft_tokens"] for c in counts) == r.soft_tokens == 3 * tiny.model.config.num_soft_tokens
+    assert r.to_dict()["document_counts"] == counts
+    single = tiny.compress(PARAGRAPH, "Who built it?", budget=5).document_counts()
+    assert single == [{"context_tokens": len(tiny.tokenize(PARAGRAPH)), "kept_tokens": 5,
+                       "soft_tokens": tiny.model.config.num_soft_tokens}]

@@ -132,3 +132,20 @@ def test_compress_with_phrases_keeps_the_budget(tiny):
     phr = tiny.compress(PARAGRAPH, "Who built it?", budget=12, phrases=0.9)
     assert phr.kept_tokens == plain.kept_tokens == 12
     assert phr.probabilities == plain.probabilities  # shown probabilities stay the classifier's
+
+
+def test_classifier_selector_shares_the_peers_interface(tiny):
+    """HyCo2's classifier behind the Selector interface: its own pass gives the compressor's selection."""
+    from hyco2.selector import ClassifierSelector
+    from tests.conftest import PARAGRAPH
+
+    q = "Who built the lighthouse?"
+    ctx = tiny.tokenize(PARAGRAPH)
+    sel = ClassifierSelector(tiny.model).select(tiny.encoder, ctx, q, n_keep=12)
+    r = tiny.compress(PARAGRAPH, q, budget=12)
+    assert sel.positions == r.kept_positions and sel.forward_passes == 1
+    assert sel.scores == pytest.approx(r.probabilities, abs=1e-5)
+    by_threshold = ClassifierSelector(tiny.model, threshold=0.5).select_scored(ctx, r.probabilities, None)
+    assert by_threshold.positions == tiny.compress(PARAGRAPH, q, threshold=0.5).kept_positions
+    with pytest.raises(InvalidSettingError, match="budget"):
+        ClassifierSelector(tiny.model).select_scored(ctx, r.probabilities, None)

@@ -12,7 +12,8 @@ from hyco2.backbone import DEFAULT_BACKBONE, PACKAGED_MODELS, cache_dir
 from hyco2.compressor import HyCo2Compressor
 from hyco2.errors import HyCo2Error
 from hyco2.highlight import highlight_words
-from hyco2.text import as_text
+from hyco2.settings import CompressionSettings
+from hyco2.text import DOCUMENT_SEPARATOR, as_text
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES_DIR = ROOT / "assets" / "examples"
@@ -55,22 +56,29 @@ def examples() -> list[list]:
     return rows
 
 
-def load_file(path: str | None) -> str:
-    """Text of an uploaded .txt/.md file (errors shown to the user, not raised as stack traces)."""
+def load_files(paths: list[str] | str | None) -> tuple[str, list[list[str]]]:
+    """Uploaded .txt/.md files → the context box's text (the files joined by blank lines) and the
+    document list [[name, text], ...] that the run compresses as several documents (errors shown to the
+    user, not raised as stack traces)."""
     import gradio as gr
 
-    if not path:
-        return ""
-    file = Path(path)
-    if file.stat().st_size > MAX_UPLOAD_BYTES:
-        raise gr.Error(f"That file is {file.stat().st_size:,} bytes; the app takes up to {MAX_UPLOAD_BYTES:,}.")
-    try:
-        return as_text(file.read_bytes(), f"file {file.name}")
-    except HyCo2Error as exc:
-        raise gr.Error(str(exc)) from None
+    if not paths:
+        return "", []
+    docs = []
+    for path in [paths] if isinstance(paths, str) else paths:
+        file = Path(path)
+        if file.stat().st_size > MAX_UPLOAD_BYTES:
+            raise gr.Error(f"{file.name} is {file.stat().st_size:,} bytes; the app takes up to "
+                           f"{MAX_UPLOAD_BYTES:,} a file.")
+        try:
+            docs.append([file.name, as_text(file.read_bytes(), f"file {file.name}")])
+        except HyCo2Error as exc:
+            raise gr.Error(str(exc)) from None
+    return DOCUMENT_SEPARATOR.join(text for _, text in docs), docs
 
 
-def counts_table(result, full_latency: float, comp_latency: float) -> tuple[str, pd.DataFrame]:
+def counts_table(result, full_latency: float, comp_latency: float,
+                 names: list[str] | None = None) -> tuple[str, pd.DataFrame]:
     saved = result.cl100k_context_tokens - result.cl100k_kept_tokens
     md = (
         "| | tokens |\n|---|---|\n"
@@ -82,6 +90,10 @@ def counts_table(result, full_latency: float, comp_latency: float) -> tuple[str,
         f"(**{saved} saved**) |\n"
         f"| latency full / compressed | {full_latency:.2f} s / {comp_latency:.2f} s |"
     )
+    if names:
+        md += "\n\n| document | context tokens | kept | soft |\n|---|---|---|---|\n" + "".join(
+            f"| {name} | {c['context_tokens']} | {c['kept_tokens']} | {c['soft_tokens']} |\n"
+            for name, c in zip(names, result.document_counts()))
     if result.untrained:
         md += "\n\n⚠️ This checkpoint is **untrained**: the soft tokens and keep scores are random."
     frame = pd.DataFrame({
@@ -92,16 +104,29 @@ def counts_table(result, full_latency: float, comp_latency: float) -> tuple[str,
     return md, frame
 
 
+def settings_from(control: str, rate: float, budget: float, threshold: float, method: str) -> CompressionSettings:
+    """The page's controls as the library's one settings value (its checks give the error messages)."""
+    amount = {"rate": {"rate": float(rate)}, "budget": {"budget": int(budget)},
+              "threshold": {"threshold": float(threshold)}}[control]
+    return CompressionSettings(method=method, **amount)
+
+
 def run(context: str, question: str, control: str, rate: float, budget: float, method: str, model: str,
-        max_new_tokens: int = 32):
-    """Generator for the main button: streams the full answer, then the compressed one."""
+        threshold: float = 0.5, documents: list[list[str]] | None = None, max_new_tokens: int = 32):
+    """Generator for the main button: streams the full answer, then the compressed one.
+
+    ``documents`` ([[name, text], ...] from uploaded files) are compressed as a document list, with counts
+    per document, as long as the context box still shows exactly those files."""
     import gradio as gr
 
     try:
+        settings = settings_from(control, rate, budget, threshold, method)
         comp = get_compressor(model or DEFAULT_BACKBONE)
-        settings = {"rate": float(rate)} if control == "rate" else {"budget": int(budget)}
+        docs = documents if documents and len(documents) > 1 and \
+            context == DOCUMENT_SEPARATOR.join(t for _, t in documents) else None
+        source = {"documents": [t for _, t in docs]} if docs else {"context": context}
         t0 = time.perf_counter()
-        result = comp.compress(context, question, method=method, **settings)  # any length: chunked inside
+        result = comp.compress(question=question, settings=settings, **source)  # any length: chunked inside
         t_compress = time.perf_counter() - t0
         hl = highlight_words(result)
         mode = "hybrid" if result.soft_tokens else "hard"
@@ -123,7 +148,7 @@ def run(context: str, question: str, control: str, rate: float, budget: float, m
                    f"{n_small} tokens ({result.kept_tokens} kept + {result.soft_tokens} soft) · "
                    f"{t_compress + time.perf_counter() - t2:.2f} s", hl, gr.skip(), gr.skip())
         comp_latency = t_compress + time.perf_counter() - t2
-        md, frame = counts_table(result, full_latency, comp_latency)
+        md, frame = counts_table(result, full_latency, comp_latency, [n for n, _ in docs] if docs else None)
         yield (full_text, f"{n_full} context tokens · {full_latency:.2f} s", small_text,
                f"{n_small} tokens ({result.kept_tokens} kept + {result.soft_tokens} soft) · "
                f"compress {t_compress:.2f} s + answer {comp_latency - t_compress:.2f} s", hl, md, frame)

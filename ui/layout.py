@@ -21,12 +21,16 @@ def build() -> gr.Blocks:
             with gr.Column(scale=3):
                 context = gr.Textbox(label="Context", lines=10, max_lines=20, elem_id="context",
                                      placeholder="Paste a passage, or upload a .txt / .md file below.")
-                upload = gr.File(label="…or upload a .txt / .md file", file_types=[".txt", ".md"], type="filepath")
+                upload = gr.File(label="…or upload .txt / .md files (several = a document list, counted per file)",
+                                 file_types=[".txt", ".md"], type="filepath", file_count="multiple", elem_id="upload")
+                documents = gr.State([])
                 question = gr.Textbox(label="Question", elem_id="question")
             with gr.Column(scale=2):
-                control = gr.Radio(["rate", "budget"], value="rate", label="Compression control")
+                control = gr.Radio(["rate", "budget", "threshold"], value="rate", label="Compression control")
                 rate = gr.Slider(0.05, 1.0, value=0.2, step=0.05, label="Keep rate (share of tokens kept verbatim)")
                 budget = gr.Number(value=32, precision=0, minimum=0, label="Token budget (kept tokens)")
+                threshold = gr.Slider(0.05, 0.95, value=0.5, step=0.05,
+                                      label="Threshold (keep words with keep probability ≥ this; hyco2 only)")
                 method = gr.Dropdown(available_methods(), value="hyco2", label="Method",
                                      info="hyco2 adds 16 soft tokens; the others keep tokens only")
                 model = gr.Dropdown(callbacks.installed_models(), value=callbacks.installed_models()[0],
@@ -48,8 +52,8 @@ def build() -> gr.Blocks:
         with gr.Row():
             counts = gr.Markdown(elem_id="counts")
             chart = gr.BarPlot(x="count", y="tokens", label="Tokens", elem_id="chart", height=240)
-        upload.change(callbacks.load_file, inputs=upload, outputs=context)
-        go.click(callbacks.run, inputs=[context, question, control, rate, budget, method, model],
+        upload.change(callbacks.load_files, inputs=upload, outputs=[context, documents])
+        go.click(callbacks.run, inputs=[context, question, control, rate, budget, method, model, threshold, documents],
                  outputs=[full_answer, full_info, comp_answer, comp_info, highlighted, counts, chart],
                  concurrency_limit=1)
     return demo

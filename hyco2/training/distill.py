@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..backbone import Backbone
-from ..decoder import attention_implementation, bf16_autocast, end_of_turn, forward_on_targets, logits_at
+from ..decoder import (attention_implementation, bf16_autocast, end_of_turn, forward_on_targets, logits_at,
+                       right_padded_forward)
 from ..encoder import ContextEncoder, TokenizedContext, span_positions, word_ids_from_offsets
 from ..metrics import best_over_golds, contains
 from ..prompting import KEPT, SOFT, prompt_parts, qa_user_text
@@ -317,9 +318,8 @@ class DistillStep:
             tgt_t.append(torch.arange(len(row) - 1, len(row) - 1 + len(it.target_ids)))
             rows.append(torch.tensor(row + it.target_ids))
         x = _pad(rows, -1)
-        amask = x != -1
-        x[~amask] = self.pad
-        x, amask = x.to(dev), amask.to(dev)
+        x[x == -1] = self.pad
+        x = x.to(dev)
         B, T = x.shape
         # 4. student embeddings: token embeddings, soft tokens in their slots, kept tokens scaled
         #    by 1 + p - stop_grad(p) (straight-through: the task loss reaches the classifier)
@@ -347,7 +347,7 @@ class DistillStep:
             top_v[b, :n] = torch.from_numpy(it.target_top[1]).float()
         where, tmask, tids, top_i, top_v = (v.to(dev) for v in (where, tmask, tids, top_i, top_v))
         with autocast:
-            h = bb.model.base_model(inputs_embeds=E, attention_mask=amask.long()).last_hidden_state
+            h = right_padded_forward(bb.model, inputs_embeds=E).last_hidden_state  # right-padded: no mask
             logits = logits_at(bb.model, h, where)
         logp = torch.log_softmax(logits, -1)
         nll = -(logp.gather(-1, tids[..., None]).squeeze(-1) * tmask).sum() / tmask.sum()
@@ -380,8 +380,8 @@ def train_distill(compressor, items: list[Item], cfg: DistillConfig, out_dir: Pa
     """The stage-3 loop (nanoGPT-style): AdamW, warm-up then linear decay, resumable, data-parallel.
 
     With ``world > 1`` (torchrun) each rank draws its own batches and DDP averages the gradients;
-    ``cfg.batch_size`` is per rank. With ``cfg.minutes`` the step count is sized after 20 steps from
-    the measured speed (the slowest rank's), so the schedule ends at zero when time runs out.
+    ``cfg.batch_size`` is per rank. With ``cfg.minutes`` the step count is sized at step 30 from the
+    speed of steps 10-29 (the slowest rank's), so the schedule ends at zero when time runs out.
     """
     bb, model = compressor.backbone, compressor.model
     dev = bb.device
@@ -415,9 +415,11 @@ def train_distill(compressor, items: list[Item], cfg: DistillConfig, out_dir: Pa
     t0, first = time.time(), step
     bar = tqdm(total=total, initial=step, desc="instruct", disable=not progress or rank != 0, mininterval=5)
     while step < total:
-        if cfg.minutes is not None and step == first + 20:
-            per_step = (time.time() - t0) / 20
-            planned = torch.tensor([first + int(60 * cfg.minutes / per_step)], device=dev)
+        if cfg.minutes is not None and step == first + 10:
+            t10 = time.time()  # steps 0-9 include compilation and allocator warm-up: not representative
+        if cfg.minutes is not None and step == first + 30:
+            per_step = (time.time() - t10) / 20
+            planned = torch.tensor([step + int((60 * cfg.minutes - (time.time() - t0)) / per_step)], device=dev)
             if world > 1:
                 torch.distributed.all_reduce(planned, op=torch.distributed.ReduceOp.MIN)
             total = min(total, int(planned))

@@ -1,0 +1,114 @@
+"""Several devices for one batch run: one worker process per device, each with its own compressor.
+
+Why processes, not threads: each GPU needs its own model copy and its own CUDA context, and the
+Python work around a forward (tokenising, selecting, counting) must not share one interpreter lock.
+The main process keeps everything else — reading files, skipping what is done, and the one SQLite
+writer — so a run on four GPUs is resumable exactly like a run on one (a document commits alone).
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import replace
+
+from hyco2.compressor import CompressionResult, HyCo2Compressor
+from hyco2.errors import HyCo2Error, HyCo2OutOfMemoryError, InvalidSettingError
+from hyco2.settings import CompressionSettings
+
+Items = list[tuple[str | None, int, str]]  # (question, chunk index, text)
+
+
+def parse_devices(spec: str | None) -> list[str]:
+    """``cuda:0,cuda:1`` → those; ``all`` → every visible CUDA device; ``cpu,cpu`` → two CPU workers."""
+    if not spec:
+        return []
+    if spec.strip() == "all":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InvalidSettingError("--devices all needs CUDA devices; none is visible.")
+        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    devices = [d.strip() for d in spec.split(",") if d.strip()]
+    for d in devices:
+        if d != "cpu" and not d.startswith("cuda"):
+            raise InvalidSettingError(f"Unknown device {d!r} in --devices: use cuda:N, cpu, or all.")
+    return devices
+
+
+def compress_items(comp: HyCo2Compressor, items: Items, settings: CompressionSettings, batch_size: int,
+                   batch_tokens: int | None = None) -> tuple[list[CompressionResult | Exception], int]:
+    """Compress with the largest batch that fits; on out-of-memory, halve and retry. One bad item does
+    not sink its batch (retried one by one). Returns the results and the batch size that worked."""
+    size = batch_size
+    while True:
+        try:
+            out: list[CompressionResult | Exception] = []
+            for b in range(0, len(items), size):
+                part = items[b:b + size]
+                try:
+                    out.extend(comp.compress_batch([t for _, _, t in part], [q for q, _, _ in part],
+                                                   settings=settings, batch_size=size,
+                                                   batch_tokens=batch_tokens))
+                except HyCo2OutOfMemoryError:
+                    raise
+                except HyCo2Error:
+                    for q, _, t in part:
+                        try:
+                            out.append(comp.compress(t, q, settings=settings))
+                        except HyCo2Error as exc:
+                            out.append(exc)
+            return out, size
+        except HyCo2OutOfMemoryError as exc:
+            if size == 1:
+                return [exc] * len(items), size
+            size = max(1, size // 2)
+
+
+def slim(r: CompressionResult | Exception) -> CompressionResult | Exception:
+    """What a database row needs, without the context text, its tokenisation and per-token scores
+    (they would cross the process boundary for nothing)."""
+    if isinstance(r, Exception):
+        return r
+    return replace(r, context="", tokenized=None, probabilities=None)
+
+
+# -------------------------------------------------------------------- in each worker process
+_worker: dict = {}
+
+
+def _init(devices: list[str], counter, checkpoint: str | None, model: str | None, quantize: str,
+          settings: CompressionSettings, batch_size: int, batch_tokens: int | None) -> None:
+    with counter.get_lock():
+        device = devices[counter.value % len(devices)]
+        counter.value += 1
+    import os
+
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // len(devices)))  # the workers share the cores
+    _worker.update(comp=HyCo2Compressor.from_pretrained(checkpoint, model=model, quantize=quantize, device=device),
+                   settings=settings, batch_size=batch_size, batch_tokens=batch_tokens, device=device)
+
+
+def _work(items: Items) -> tuple[list[CompressionResult | Exception], str]:
+    out, _worker["batch_size"] = compress_items(_worker["comp"], items, _worker["settings"], _worker["batch_size"],
+                                                _worker["batch_tokens"])
+    return [slim(r) for r in out], _worker["device"]
+
+
+class DevicePool:
+    """One worker process per device; each batch of items goes to whichever worker is free."""
+
+    def __init__(self, devices: list[str], *, checkpoint: str | None, model: str | None, quantize: str,
+                 settings: CompressionSettings, batch_size: int, batch_tokens: int | None = None):
+        ctx = mp.get_context("spawn")  # CUDA cannot be forked
+        self.devices = devices
+        self.pool = ProcessPoolExecutor(len(devices), mp_context=ctx, initializer=_init,
+                                        initargs=(devices, ctx.Value("i", 0), checkpoint, model, quantize,
+                                                  settings, batch_size, batch_tokens))
+
+    def submit(self, items: Items) -> Future:
+        return self.pool.submit(_work, items)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,133 @@
+"""One validated value for how to compress: the library, the CLI, the app, batch mode and the bench all
+build a :class:`CompressionSettings` (here, or from command-line arguments with :func:`add_arguments` /
+:meth:`CompressionSettings.from_args`), so the same six choices are checked in one place and a batch run's
+resume hash sees exactly what changes an output."""
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from .baselines import available_methods
+from .errors import InvalidSettingError
+
+CLASSIFIER = "classifier"
+
+
+@dataclass(frozen=True)
+class CompressionSettings:
+    """How much to keep (at most one of ``rate``, ``budget``, ``threshold``; none = the checkpoint's
+    default rate), who selects it, and with which seed.
+
+    - ``rate``: share of context tokens kept verbatim, in (0, 1].
+    - ``budget``: number of context tokens kept verbatim (per context; over all chunks of a long one).
+    - ``threshold``: keep every word whose keep probability reaches it (HyCo2's classifier only).
+    - ``method``: ``hyco2`` (soft tokens + kept tokens) or a peer's name (kept tokens only).
+    - ``selector``: HyCo2's hard view: its trained ``classifier`` or a peer's selection beside the soft tokens.
+    - ``phrases``: 0–1, kept words pull in their neighbours (classifier only; 0 = off).
+    - ``seed``: for the methods that draw (random drop).
+    """
+
+    rate: float | None = None
+    budget: int | None = None
+    threshold: float | None = None
+    method: str = "hyco2"
+    selector: str = CLASSIFIER
+    phrases: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        given = [n for n in ("rate", "budget", "threshold") if getattr(self, n) is not None]
+        if len(given) > 1:
+            raise InvalidSettingError(f"Give at most one of rate, budget or threshold (got {' and '.join(given)}).")
+        r = self.rate
+        if r is not None and (isinstance(r, bool) or not isinstance(r, (int, float)) or math.isnan(r)
+                              or not 0.0 < r <= 1.0):
+            raise InvalidSettingError(f"rate must be a fraction in (0, 1], not {r!r}.")
+        b = self.budget
+        if b is not None and (isinstance(b, bool) or not isinstance(b, int) or b < 0):
+            raise InvalidSettingError(f"budget must be a whole number of tokens ≥ 0, not {b!r}.")
+        t = self.threshold
+        if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 < t < 1.0):
+            raise InvalidSettingError(f"threshold must be a probability in (0, 1), not {t!r}.")
+        methods = available_methods()
+        if self.method not in methods:
+            raise InvalidSettingError(f"Unknown method {self.method!r}; choose one of: {', '.join(methods)}.")
+        if self.selector != CLASSIFIER and self.selector not in methods[1:]:
+            raise InvalidSettingError(f"Unknown selector {self.selector!r}; choose {CLASSIFIER} or one of: "
+                                      f"{', '.join(methods[1:])}.")
+        if self.method != "hyco2" and self.selector != CLASSIFIER:
+            raise InvalidSettingError("selector only applies to method='hyco2' (a peer is its own selector).")
+        if not isinstance(self.phrases, (int, float)) or isinstance(self.phrases, bool) \
+                or not 0.0 <= self.phrases <= 1.0:
+            raise InvalidSettingError(f"phrases must be a strength in [0, 1], not {self.phrases!r}.")
+        if t is not None and not self.classifier_selects:
+            raise InvalidSettingError("threshold mode needs HyCo2's classifier (method='hyco2', selector='classifier').")
+        if self.phrases and not self.classifier_selects:
+            raise InvalidSettingError("phrases applies to HyCo2's classifier (method='hyco2', selector='classifier').")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise InvalidSettingError(f"seed must be a whole number, not {self.seed!r}.")
+
+    @property
+    def classifier_selects(self) -> bool:
+        """HyCo2's own classifier picks the kept tokens (threshold, phrases and long inputs need it)."""
+        return self.method == "hyco2" and self.selector == CLASSIFIER
+
+    @property
+    def soft(self) -> bool:
+        """The method adds soft tokens (HyCo2 with any hard view); a peer keeps tokens only."""
+        return self.method == "hyco2"
+
+    @property
+    def label(self) -> str:
+        """The method as results name it: ``hyco2``, a peer, or ``hyco2+mig`` for another hard view."""
+        return self.method if self.selector == CLASSIFIER else f"{self.method}+{self.selector}"
+
+    def with_default_rate(self, rate: float) -> "CompressionSettings":
+        """These settings, with ``rate`` filled in when none of rate, budget and threshold was given."""
+        if self.rate is None and self.budget is None and self.threshold is None:
+            return replace(self, rate=rate)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def build(cls, settings: "CompressionSettings | None" = None, **overrides: Any) -> "CompressionSettings":
+        """``settings`` (or the defaults) with the keyword arguments that are not None laid over it."""
+        base = settings if settings is not None else cls()
+        if not isinstance(base, CompressionSettings):
+            raise InvalidSettingError(f"settings must be a CompressionSettings, not {type(base).__name__}.")
+        given = {k: v for k, v in overrides.items() if v is not None}
+        unknown = set(given) - {f.name for f in fields(cls)}
+        if unknown:
+            raise InvalidSettingError(f"Unknown setting(s): {', '.join(sorted(unknown))}.")
+        if {"rate", "budget", "threshold"} & set(given):  # a new amount replaces the old one
+            base = replace(base, rate=None, budget=None, threshold=None)
+        return replace(base, **given)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "CompressionSettings":
+        """From the options :func:`add_arguments` added (absent ones keep their defaults)."""
+        names = {f.name for f in fields(cls)}
+        return cls.build(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def add_arguments(parser: argparse.ArgumentParser, *, selector: bool = True, phrases: bool = True,
+                  budget_help: str = "number of context tokens kept verbatim") -> None:
+    """The compression options every command line shares (CLI, batch); read back with ``from_args``."""
+    g = parser.add_mutually_exclusive_group()
+    g.add_argument("--rate", type=float, default=None,
+                   help="share of context tokens kept verbatim, in (0, 1] (default: the checkpoint's, 0.15)")
+    g.add_argument("--budget", type=int, default=None, help=budget_help)
+    g.add_argument("--threshold", type=float, default=None,
+                   help="keep every word whose keep probability is at least this (HyCo2's classifier only)")
+    parser.add_argument("--method", default="hyco2", help="hyco2, or a peer (kept tokens only): see `hyco2 methods`")
+    if selector:
+        parser.add_argument("--selector", default=CLASSIFIER,
+                            help="HyCo2's hard view: its trained classifier, or a peer's selection (e.g. mig)")
+    if phrases:
+        parser.add_argument("--phrases", type=float, default=None,
+                            help="0-1: kept words pull in their neighbours (classifier only; default off)")
+    parser.add_argument("--seed", type=int, default=None, help="seed for methods that draw (random)")
