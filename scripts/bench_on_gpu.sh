@@ -3,14 +3,17 @@
 # quarter of the questions (two processes share each GPU); merged into $OUT/qa-gpu.json (+ .md).
 # Model set-up as in train_on_gpu.sh (part1, part2 first).
 #   bash scripts/bench_on_gpu.sh CHECKPOINT [more bench/qa.py arguments]
+# PARAGRAPHS="1 5 20" picks the K settings; ARGS_K20="--rates 0.06 --limit 400" adds arguments for one K;
+# BATCH_BENCH="..." then runs bench/batch.py with those arguments (results under $OUT too).
 set -euo pipefail
 source scripts/gpu_model.sh bench
 CKPT=${1:?checkpoint folder}; shift
 OUT=${OUT:-/root/work/out}; B=/root/work/bench; mkdir -p "$OUT" $B
 for K in ${PARAGRAPHS:-1 5}; do
+  extra_var=ARGS_K$K; extra=${!extra_var:-}
   for i in $(seq 0 $((NGPU - 1))); do
     CUDA_VISIBLE_DEVICES=$i timeout "${BENCH_TIMEOUT:-480}" python3 bench/qa.py --data-dir /root/data \
-      --checkpoint "$CKPT" --paragraphs "$K" --shard "$i/$NGPU" --batch-size 64 --out $B/k$K-s$i.json "$@" \
+      --checkpoint "$CKPT" --paragraphs "$K" --shard "$i/$NGPU" --batch-size 64 --out $B/k$K-s$i.json "$@" $extra \
       > $B/k$K-s$i.log 2>&1 &
   done
 done
@@ -19,3 +22,8 @@ tr '\r' '\n' < $B/k1-s0.log | grep -v -E '^\s*$|Loading' | tail -n 4 || true
 python3 bench/report.py --merge $B/k*-s*.json --out "$OUT/qa-gpu.json" > "$OUT/qa-gpu.md"
 cat "$OUT/qa-gpu.md"
 (cd $B && tar czf "$OUT/bench-logs.tgz" *.log)
+if [ -n "${BATCH_BENCH:-}" ]; then
+  python3 bench/batch.py --data /root/data/squad-v1.0-train.json.gz --out "$OUT/batch-gpu.json" $BATCH_BENCH \
+    > "$OUT/batch-gpu.md" 2>&1 || true
+  grep -v Warning "$OUT/batch-gpu.md" | tail -n 14
+fi

@@ -3,7 +3,9 @@
 # one-time preparation and the two calls that bring the model. Then, in a third call:
 #   bash scripts/train_on_gpu.sh ablate SECONDS   four variants (two a GPU on 2 GPUs) from the shipped checkpoint (stage 3),
 #                 after a teacher cache built on all GPUs; validation of each; all done SECONDS after the start
-#   bash scripts/train_on_gpu.sh ddp MINUTES [INIT]   stage 3 on all GPUs with torchrun (DDP), resumable
+#   bash scripts/train_on_gpu.sh ddp SECONDS [INIT]   stage 3 on all GPUs with torchrun (DDP), resumable; the
+#                 teacher cache first, then training sized to end SECONDS after the call's start
+#                 (TARGET=gold|filtered|teacher, PARAS=max paragraphs; checkpoint under $OUT)
 # Checkpoints and results come back under $OUT.
 set -euo pipefail
 phase=${1:?usage: train_on_gpu.sh part1|part2|ablate MINUTES|ddp MINUTES [INIT]}
@@ -48,8 +50,10 @@ if [ "$phase" = ablate ]; then
   done
   (cd $W && tar czf "$OUT/ablate.tgz" cache-*.log train-v*.log val-v*.log val-v*.json v*/checkpoint/config.json)
 elif [ "$phase" = ddp ]; then
-  M=${2:-6}; INIT=${3:-$SHIPPED}
-  cache
+  END=$(( $(date +%s) + ${2:-560} )); INIT=${3:-$SHIPPED}
+  t0=$(date +%s); cache; echo "teacher cache: $(( $(date +%s) - t0 )) s"
+  M=$(python3 -c "print(round(($END - $(date +%s) - 75) / 60, 2))")  # ~60 s data loading, 15 s saving
+  echo "training for $M minutes on $NGPU GPUs"
   torchrun --nproc-per-node "$NGPU" -m hyco2.training --stage instruct --out $W/ddp --init "$INIT" $QA \
     --teacher-cache $W/cache/teacher --target "${TARGET:-filtered}" --max-paragraphs "${PARAS:-8}" \
     --steps 0 0 1000000 --minutes 0 0 "$M" --batch-size 64 > $W/train-ddp.log 2>&1
