@@ -24,6 +24,9 @@ class HyCo2Config:
     qformer_layers: int = 2
     ffn_mult: int = 2
     classifier_dim: int = 256
+    #: the classifier also matches each context token against the question's tokens (see
+    #: RetentionClassifier); False for checkpoints trained before it existed
+    classifier_question: bool = False
     embedding_rms: float = 1.0  # initial scale of the soft tokens
     default_rate: float = 0.15
     trained: bool = False

@@ -33,7 +33,7 @@ class HyCo2Model(nn.Module):
         """
         soft = self.adapter(encoded.context_states, encoded.context_mask, encoded.question_states,
                             encoded.question_mask)
-        return soft, self.classifier(encoded.context_states)
+        return soft, self.classifier(encoded.context_states, encoded.question_states, encoded.question_mask)
 
     def save_pretrained(self, folder: str | Path, dtype: torch.dtype = torch.float16) -> None:
         folder = Path(folder)

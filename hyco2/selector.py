@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .baselines.base import Selection
@@ -19,15 +20,48 @@ if TYPE_CHECKING:
 
 
 class RetentionClassifier(nn.Module):
-    """Keep-probability logit for every context token, from its backbone hidden state."""
+    """Keep-probability logit for every context token, from its backbone hidden state.
+
+    The plain head (an MLP on each token's state) learned which tokens look important in general —
+    measured: on unseen SQuAD paragraphs it kept nearly the same names for every question. With
+    ``config.classifier_question`` it adds a question match: the cosine between a projection of each
+    context token and projections of the question's tokens, its best match over the question,
+    times a learned scale that starts at 0 (so an upgraded checkpoint begins exactly where it was).
+    """
 
     def __init__(self, config: HyCo2Config):
         super().__init__()
         D, c = config.hidden_size, config.classifier_dim
         self.net = nn.Sequential(nn.LayerNorm(D), nn.Linear(D, c), nn.GELU(), nn.Linear(c, 1))
+        self.question_match = config.classifier_question
+        if self.question_match:
+            self.match_norm = nn.LayerNorm(D)
+            self.context_proj = nn.Linear(D, c, bias=False)
+            self.question_proj = nn.Linear(D, c, bias=False)
+            self.match_scale = nn.Parameter(torch.zeros(()))
 
-    def forward(self, states: torch.Tensor) -> torch.Tensor:
-        return self.net(states).squeeze(-1)  # (B, L) logits
+    def forward(self, states: torch.Tensor, question_states: torch.Tensor | None = None,
+                question_mask: torch.Tensor | None = None) -> torch.Tensor:
+        logits = self.net(states).squeeze(-1)  # (B, L)
+        if self.question_match:
+            if question_states is None or question_mask is None:
+                raise ValueError("this classifier matches against the question: pass its states and mask")
+            k = F.normalize(self.context_proj(self.match_norm(states)), dim=-1)
+            q = F.normalize(self.question_proj(self.match_norm(question_states)), dim=-1)
+            sim = torch.einsum("blc,bqc->blq", k, q).masked_fill(~question_mask[:, None, :], -1.0)
+            logits = logits + self.match_scale * sim.amax(-1)
+        return logits
+
+
+def add_question_match(model: nn.Module) -> None:
+    """Give a trained checkpoint's classifier the question match (scale 0: same outputs until trained)."""
+    config = model.config
+    if config.classifier_question:
+        return
+    config.classifier_question = True
+    head = RetentionClassifier(config).to(next(model.parameters()).device)
+    head.net.load_state_dict(model.classifier.net.state_dict())
+    model.classifier = head
 
 
 def keep_count(n_tokens: int, rate: float | None = None, budget: int | None = None) -> int:

@@ -4,6 +4,8 @@
 # Model set-up as in train_on_gpu.sh (part1, part2 first).
 #   bash scripts/bench_on_gpu.sh CHECKPOINT [more bench/qa.py arguments]
 # PARAGRAPHS="1 5 20" picks the K settings; ARGS_K20="--rates 0.06 --limit 400" adds arguments for one K;
+# VALIDATION="..." also measures the validation set (Normans + CCT, K=1) with those bench/qa.py arguments on
+# GPU 0 ($OUT/val.json, .md: for choosing between checkpoints without looking at the measurement set);
 # BATCH_BENCH="..." then runs bench/batch.py with those arguments (results under $OUT too).
 set -euo pipefail
 source scripts/gpu_model.sh bench
@@ -17,7 +19,14 @@ for K in ${PARAGRAPHS:-1 5}; do
       > $B/k$K-s$i.log 2>&1 &
   done
 done
+if [ -n "${VALIDATION:-}" ]; then
+  CUDA_VISIBLE_DEVICES=0 timeout "${BENCH_TIMEOUT:-480}" python3 bench/qa.py --data-dir /root/data --set validation \
+    --checkpoint "$CKPT" --paragraphs 1 --batch-size 64 --out $B/val.json $VALIDATION > $B/val.log 2>&1 &
+fi
 wait || true
+if [ -n "${VALIDATION:-}" ]; then
+  python3 bench/report.py $B/val.json --data-dir /root/data > "$OUT/val.md" 2>&1 || true; cp $B/val.json "$OUT/" || true
+fi
 tr '\r' '\n' < $B/k1-s0.log | grep -v -E '^\s*$|Loading' | tail -n 4 || true
 python3 bench/report.py --merge $B/k*-s*.json --out "$OUT/qa-gpu.json" > "$OUT/qa-gpu.md"
 cat "$OUT/qa-gpu.md"

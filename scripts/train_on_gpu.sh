@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Train HyCo2 on the lent GPU machine (no internet, 64 MiB a call): see scripts/gpu_model.sh for the
 # one-time preparation and the two calls that bring the model. Then, in a third call:
-#   bash scripts/train_on_gpu.sh ablate SECONDS   four variants (two a GPU on 2 GPUs) from the shipped checkpoint (stage 3),
-#                 after a teacher cache built on all GPUs; validation of each; all done SECONDS after the start
+#   bash scripts/train_on_gpu.sh ablate SECONDS   four stage-3 variants (V0..V3, one GPU each on 4 GPUs) from the
+#                 shipped checkpoint, after a teacher cache built on all GPUs; done SECONDS after the start;
+#                 the checkpoints stay in /root/work/v*/checkpoint for a bench call on the same warm machine
 #   bash scripts/train_on_gpu.sh ddp SECONDS [INIT]   stage 3 on all GPUs with torchrun (DDP), resumable; the
 #                 teacher cache first, then training sized to end SECONDS after the call's start
 #                 (TARGET=gold|filtered|teacher, PARAS=max paragraphs; checkpoint under $OUT)
@@ -26,29 +27,26 @@ cache() {  # the full-context teacher's answers for every training question: two
   show $W/cache-0.log 2
 }
 if [ "$phase" = ablate ]; then
+  # variants (one GPU each, round robin), as extra arguments of the training CLI; override with V0..V3
+  V[0]=${V0:---target gold}
+  V[1]=${V1:---target gold --question-classifier --rank-weight 1}
+  V[2]=${V2:---target filtered --question-classifier --rank-weight 1}
+  V[3]=${V3:---target gold --question-classifier --rank-weight 1 --saliency-weight 0}
   END=$(( $(date +%s) + ${2:-560} ))
   t0=$(date +%s); cache; echo "teacher cache: $(( $(date +%s) - t0 )) s"
-  M=$(python3 -c "print(round(($END - $(date +%s) - 60 - 125) / 60, 2))")  # 60 s set-up, 125 s validation
+  M=$(python3 -c "print(round(($END - $(date +%s) - 80) / 60, 2))")  # ~60 s data loading, saving
   echo "training each variant for $M minutes"
-  variants=("filtered 8" "teacher 8" "gold 8" "filtered 1")
   for i in 0 1 2 3; do
-    set -- ${variants[$i]}
     CUDA_VISIBLE_DEVICES=$((i % NGPU)) python3 -m hyco2.training --stage instruct --out $W/v$i --init $SHIPPED $QA \
-      --teacher-cache $W/cache/teacher --target "$1" --max-paragraphs "$2" --steps 0 0 1000000 \
-      --minutes 0 0 "$M" --batch-size 64 > $W/train-v$i.log 2>&1 &
+      --teacher-cache $W/cache/teacher --max-paragraphs "${PARAS:-8}" --steps 0 0 1000000 \
+      --minutes 0 0 "$M" --batch-size 64 ${V[$i]} > $W/train-v$i.log 2>&1 &
   done
   wait
   for i in 0 1 2 3; do
-    CUDA_VISIBLE_DEVICES=$((i % NGPU)) timeout 120 python3 bench/qa.py --set validation --data-dir /root/data --paragraphs 1 5 \
-      --rates 0.1 --methods truncate --checkpoint $W/v$i/checkpoint --batch-size 64 \
-      $( [ $i = 0 ] && echo --also shipped=$SHIPPED ) --out $W/val-v$i.json > $W/val-v$i.log 2>&1 &
+    echo "== v$i: ${V[$i]}"; show $W/train-v$i.log 2
+    cp $W/v$i/checkpoint/model.safetensors "$OUT/v$i.safetensors" 2>/dev/null || echo "v$i: no checkpoint"
   done
-  wait
-  for i in 0 1 2 3; do
-    echo "== v$i ${variants[$i]}"; show $W/train-v$i.log 3; grep -E "K=. (HyCo2|full|trunc)" $W/val-v$i.log || show $W/val-v$i.log 5
-    cp $W/v$i/checkpoint/model.safetensors "$OUT/v$i.safetensors"
-  done
-  (cd $W && tar czf "$OUT/ablate.tgz" cache-*.log train-v*.log val-v*.log val-v*.json v*/checkpoint/config.json)
+  (cd $W && tar czf "$OUT/ablate.tgz" cache-*.log train-v*.log v*/checkpoint/config.json v*/history.json)
 elif [ "$phase" = ddp ]; then
   END=$(( $(date +%s) + ${2:-560} )); INIT=${3:-$SHIPPED}
   t0=$(date +%s); cache; echo "teacher cache: $(( $(date +%s) - t0 )) s"

@@ -132,7 +132,7 @@ def test_budget_goes_where_the_classifier_scores_high(tiny):
     class ScoresFromIds(torch.nn.Module):
         logits = None
 
-        def forward(self, states):
+        def forward(self, states, question_states=None, question_mask=None):
             return self.logits
 
     head = ScoresFromIds()

@@ -69,7 +69,7 @@ def test_step_labels_only_the_questions_paragraph_and_is_finite(tiny, cache):
         own = items[n % len(items)].paragraph.ids
         start = next(i for i in range(len(ids) - len(own) + 1) if ids[i:i + len(own)] == own)
         assert all(y == 0 for i, y in enumerate(labels) if not start <= i < start + len(own))  # distractors: 0
-        assert sum(labels) > 0
+        assert sum(labels) > 0 and set(labels) <= {0, 1, 2}
         seen_two |= len(ids) > len(own) + 2
     assert seen_two  # distractor paragraphs do get mixed in
     loss, metrics = step([0, 1, 2], torch.autocast("cpu", enabled=False))
@@ -126,3 +126,29 @@ def test_bucketed_batches_cover_the_pool_once_and_pad_less(tiny, cache):
     ctxs = [step.context_for(n) for n in pool]
     unsorted = padding([[c[0] for c in ctxs[s:s + 4]] for s in range(0, len(pool), 4)])
     assert bucketed < unsorted
+
+
+def test_rank_loss_and_question_match_reach_the_classifier(tiny_backbone, cache):
+    """Gold tokens labelled 2; the listwise rank loss is finite and trains the upgraded classifier's
+    question match, which starts at scale 0 (an upgraded checkpoint answers exactly as before)."""
+    from hyco2.compressor import HyCo2Compressor
+    from hyco2.selector import add_question_match
+
+    comp = HyCo2Compressor(tiny_backbone, HyCo2Compressor.fresh_model(tiny_backbone, seed=3))
+    before = comp.compress(PARAGRAPH, "Who built the lighthouse?", budget=6)
+    add_question_match(comp.model)
+    assert comp.model.config.classifier_question and float(comp.model.classifier.match_scale) == 0.0
+    after = comp.compress(PARAGRAPH, "Who built the lighthouse?", budget=6)
+    assert after.kept_positions == before.kept_positions
+    items = prepare_items(tiny_backbone, QA, cache, "gold")
+    assert items[0].gold and set(items[0].gold) <= set(items[0].positive)
+    cfg = DistillConfig(batch_size=3, max_paragraphs=2, rank_weight=1.0, saliency_weight=0.0)
+    step = DistillStep(tiny_backbone, comp.model.train(), items, cfg, comp.model.config.num_soft_tokens,
+                       random.Random(0))
+    _, _, labels = step.context_for(0)
+    assert 2 in labels
+    loss, metrics = step([0, 1, 2], torch.autocast("cpu", enabled=False))
+    assert torch.isfinite(loss) and metrics["rank"] > 0 and metrics["bce"] > 0
+    loss.backward()
+    assert comp.model.classifier.match_scale.grad is not None and float(comp.model.classifier.match_scale.grad) != 0
+    comp.model.eval()

@@ -20,6 +20,7 @@ import torch
 from ..backbone import DEFAULT_BACKBONE
 from ..compressor import HyCo2Compressor
 from ..errors import HyCo2Error
+from ..selector import add_question_match
 from .data import read_qa, read_texts
 from .distill import TARGETS, DistillConfig, build_teacher_cache, load_cache, prepare_items, save_cache, train_distill
 from .trainer import STAGES, StageConfig, Trainer, make_records
@@ -66,6 +67,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="stage 3 reads the question's paragraph among 0..N-1 others of its article")
     p.add_argument("--max-context-tokens", type=int, default=1024, help="stage-3 context length cap")
     p.add_argument("--kl-weight", type=float, default=1.0)
+    p.add_argument("--saliency-weight", type=float, default=1.0,
+                   help="stage 3: BCE weight of the keep labels (teacher saliency ∪ gold span)")
+    p.add_argument("--rank-weight", type=float, default=0.0,
+                   help="stage 3: weight of the listwise loss that ranks the gold answer's tokens first")
+    p.add_argument("--question-classifier", action="store_true",
+                   help="give the classifier the question match (added to an --init checkpoint at scale 0)")
     p.add_argument("--teacher-cache", default=None, help="teacher cache folder (default: OUT/teacher); "
                    "built there when missing, reused when complete")
     p.add_argument("--teacher-batch-size", type=int, default=64)
@@ -150,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.soft_tokens != comp.model.config.num_soft_tokens:
                 comp.model = HyCo2Compressor.fresh_model(comp.backbone, seed=args.seed,
                                                          num_soft_tokens=args.soft_tokens).to(comp.backbone.device)
+        if args.question_classifier:
+            add_question_match(comp.model)
     except HyCo2Error as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -172,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
             items = prepare_items(comp.backbone, qa, cache, args.target)
             cfg = DistillConfig(target=args.target, batch_size=args.batch_size, lr=args.lr[i], steps=args.steps[i],
                                 minutes=args.minutes[i], max_paragraphs=args.max_paragraphs,
-                                max_context_tokens=args.max_context_tokens, kl_weight=args.kl_weight, seed=args.seed)
+                                max_context_tokens=args.max_context_tokens, kl_weight=args.kl_weight, seed=args.seed,
+                                saliency_weight=args.saliency_weight, rank_weight=args.rank_weight)
             if args.no_resume and rank == 0:
                 (out / "instruct" / "trainer_state.pt").unlink(missing_ok=True)
             barrier(world)

@@ -173,7 +173,8 @@ class DistillConfig:
     lr: float = 1e-4
     classifier_lr_mult: float = 10.0
     kl_weight: float = 1.0
-    saliency_weight: float = 1.0
+    saliency_weight: float = 1.0  # BCE on keep labels (teacher saliency ∪ gold span)
+    rank_weight: float = 0.0  # listwise: the gold span's tokens ranked above the rest of the context
     rates: tuple[float, ...] = (0.06, 0.1, 0.15, 0.25)
     max_paragraphs: int = 8
     max_context_tokens: int = 1024
@@ -196,6 +197,7 @@ class Item:
     target_ids: list[int]
     target_top: tuple  # numpy (n, k) ids and log-probs
     positive: list[int]  # paragraph positions labelled keep: teacher saliency ∪ gold answer tokens
+    gold: list[int]  # paragraph positions of the gold answer's tokens (the rank loss's targets)
 
 
 def prepare_items(backbone: Backbone, examples: list[QAExample], cache: dict[str, TeacherEntry],
@@ -216,12 +218,13 @@ def prepare_items(backbone: Backbone, examples: list[QAExample], cache: dict[str
         par = paras[ex.paragraph]
         spans = [(s, s + len(a)) for a, s in zip(ex.answers, ex.answer_starts) if s >= 0]
         spans = [(s - ex.gold_start, e - ex.gold_start) for s, e in spans]
-        positive = sorted(set(entry.salient) | set(span_positions(par, spans)))
+        gold = sorted(set(span_positions(par, spans)))
+        positive = sorted(set(entry.salient) | set(gold))
         pre, post = qa_prompt_ids(backbone, ex.question, SOFT + KEPT)
         items.append(Item(
             paragraph=par, source=ex.source, enc_question=encoder.question_ids(ex.question), pre=pre, post=post,
             target_ids=entry.answer_ids if use_teacher else entry.gold_ids,
-            target_top=entry.answer_top if use_teacher else entry.gold_top, positive=positive,
+            target_top=entry.answer_top if use_teacher else entry.gold_top, positive=positive, gold=gold,
         ))
     if missing:
         log.warning("%d questions have no teacher entry and are left out", missing)
@@ -244,7 +247,8 @@ class DistillStep:
         self.pad = backbone.tokenizer.pad_token_id
 
     def context_for(self, n: int) -> tuple[list[int], list[int], list[int]]:
-        """ids, word ids and keep labels of item ``n``'s paragraph among 0..max_paragraphs-1 distractors."""
+        """ids, word ids and keep labels (0 drop, 1 salient, 2 gold answer) of item ``n``'s paragraph among
+        0..max_paragraphs-1 distractors."""
         it, rng, cfg = self.items[n], self.rng, self.cfg
         k = rng.randint(1, cfg.max_paragraphs)
         seen, others = {id(it.paragraph)}, []
@@ -275,6 +279,9 @@ class DistillStep:
                 for q in it.positive:
                     if q < len(lab):
                         lab[q] = 1
+                for q in it.gold:
+                    if q < len(lab):
+                        lab[q] = 2
                 labels.extend(lab)
             else:
                 labels.extend([0] * len(p.ids))
@@ -356,14 +363,23 @@ class DistillStep:
         kl_tok = (t_logp.exp() * (t_logp - logp.gather(-1, top_i))).sum(-1)
         kl = (kl_tok * tmask).sum() / tmask.sum()
         # classifier: teacher saliency ∪ gold span inside the question's paragraph, 0 on distractors
-        y = torch.zeros_like(keep_logits)
-        for b, (_, _, lab) in enumerate(ctxs):
-            y[b, : len(lab)] = torch.tensor(lab, dtype=y.dtype)
+        lab = torch.zeros(keep_logits.shape, dtype=torch.long)
+        for b, (_, _, row) in enumerate(ctxs):
+            lab[b, : len(row)] = torch.tensor(row)
+        lab = lab.to(dev)
+        y = (lab > 0).to(keep_logits.dtype)
         bce = (F.binary_cross_entropy_with_logits(keep_logits, y, reduction="none") * enc.context_mask).sum() \
             / enc.context_mask.sum()
-        loss = nll + cfg.kl_weight * kl + cfg.saliency_weight * bce
+        # listwise: −log of the probability mass (softmax over the context) on the gold answer's tokens,
+        # for rows whose paragraph still holds them: what a budget of a few tokens needs is that ranking
+        gold = lab == 2
+        has = gold.any(-1)
+        valid = keep_logits.masked_fill(~enc.context_mask, -1e4)
+        rank_rows = torch.logsumexp(valid, -1) - torch.logsumexp(valid.masked_fill(~gold, -1e4), -1)
+        rank = (rank_rows * has).sum() / has.sum().clamp(min=1)
+        loss = nll + cfg.kl_weight * kl + cfg.saliency_weight * bce + cfg.rank_weight * rank
         return loss, {"nll": float(nll.detach()), "kl": float(kl.detach()), "bce": float(bce.detach()),
-                      "loss": float(loss.detach()),
+                      "rank": float(rank.detach()), "loss": float(loss.detach()),
                       "ctx_tokens": float(enc.context_mask.sum()) / B}
 
 
@@ -449,7 +465,7 @@ def train_distill(compressor, items: list[Item], cfg: DistillConfig, out_dir: Pa
         if step % 25 == 0 or step == total:
             metrics.update(step=step, examples_seen=seen, seconds=round(time.time() - t0, 1))
             history.append(metrics)
-            bar.set_postfix({k: f"{v:.3f}" for k, v in metrics.items() if k in ("nll", "kl", "bce")})
+            bar.set_postfix({k: f"{v:.3f}" for k, v in metrics.items() if k in ("nll", "kl", "bce", "rank")})
         if rank == 0 and cfg.save_every and step % cfg.save_every == 0:
             _save(state_file, model, opt, step, seen, total)
     bar.close()
@@ -463,7 +479,9 @@ def train_distill(compressor, items: list[Item], cfg: DistillConfig, out_dir: Pa
     return {"stage": "instruct", "steps_done": step, "examples_seen": seen, "seconds": round(seconds, 1),
             "samples_per_s_per_gpu": round(done * cfg.batch_size / max(seconds, 1e-9), 1), "gpus": world,
             "records": len(items), "final": history[-1] if history else {}, "history": history,
-            "target": cfg.target, "max_paragraphs": cfg.max_paragraphs, "rates": list(cfg.rates)}
+            "target": cfg.target, "max_paragraphs": cfg.max_paragraphs, "rates": list(cfg.rates),
+            "saliency_weight": cfg.saliency_weight, "rank_weight": cfg.rank_weight,
+            "question_classifier": bool(model.config.classifier_question)}
 
 
 def _save(path: Path, model, opt, step: int, seen: int, total: int) -> None:

@@ -148,8 +148,8 @@ class Trainer:
         limit = 4 * cfg.max_target_tokens if cfg.name == "paraphrase" else cfg.max_target_tokens
         targets = [bb.tokenizer(r.target, add_special_tokens=False)["input_ids"][:limit] + [self.eos] for r in batch]
         with self._autocast():
-            soft = model.adapter(enc.context_states, enc.context_mask, enc.question_states, enc.question_mask)
-            keep_logits = model.classifier(enc.context_states).float()
+            soft, keep_logits = model(enc)
+            keep_logits = keep_logits.float()
         probs = torch.sigmoid(keep_logits)
         student = []
         for i, (r, ctx) in enumerate(zip(batch, ctxs)):
