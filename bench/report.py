@@ -10,6 +10,7 @@ the share of the gold answer's NLL gap between no context and full context that 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import sys
 from pathlib import Path
@@ -19,6 +20,12 @@ from hyco2.metrics import mean, nll_recovery, paired_bootstrap_ci
 NAMES = {"selective-context": "Selective Context", "llmlingua": "LLMLingua", "longllmlingua": "LongLLMLingua",
          "mig": "COMI MIG", "truncate": "truncate", "random": "random"}
 PEERS = ("truncate", "llmlingua", "longllmlingua")
+
+
+def load(path: Path) -> dict:
+    """A run's JSON, plain or gzipped (the stored GPU runs are .json.gz: several MB of per-question arrays)."""
+    raw = path.read_bytes()
+    return json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
 
 
 def merge(runs: list[dict]) -> dict:
@@ -61,7 +68,24 @@ def _merge_same(runs: list[dict]) -> dict:
     return out
 
 
-LABELS: dict[str, str] = {}  # row name -> README label (--label)
+def combine(base: dict, extra: dict, tag: str, ks: list[int] | None = None) -> dict:
+    """Another run's checkpoint rows (soft, hybrid, hard only of its primary checkpoint) beside a run's
+    own, for the K both measured on the same questions in the same order (checked by the gold answers);
+    named with ``tag``. Rows the two share by construction (full, none, peers) are taken from ``base``."""
+    out = dict(base, rows=list(base["rows"]))
+    for k in ks if ks is not None else sorted({r["paragraphs"] for r in extra["rows"]}):
+        if base["golds"].get(str(k)) != extra["golds"].get(str(k)):
+            raise SystemExit(f"K={k}: the two runs did not measure the same questions in the same order")
+        new = [dict(r, row=f"{r['row']} ({tag})", tag=tag) for r in extra["rows"]
+               if r["paragraphs"] == k and not r["tag"] and r["mode"] in ("soft", "hybrid", "hard")
+               and r["method"] == "hyco2"]
+        at = max(i for i, r in enumerate(out["rows"]) if r["paragraphs"] == k and r["mode"] == "none") + 1
+        out["rows"][at:at] = new
+    out["also"] = [*base.get("also", []), f"{tag}={extra.get('checkpoint')}"]
+    return out
+
+
+LABELS: dict[str, str] = {}  # row name -> README label (--label; "-" leaves the row out)
 
 
 def _name(r: dict) -> str:
@@ -150,7 +174,7 @@ def qa_tables(run: dict, data_dir: str | None = None) -> str:
     parts = [f"{len(next(iter(run['golds'].values())))} questions ({run.get('set', '')}), {run['machine']}, "
              f"checkpoint {run['checkpoint']}, {run['seconds']:.0f} s"]
     for k in sorted({r["paragraphs"] for r in run["rows"]}):
-        rows = [r for r in run["rows"] if r["paragraphs"] == k]
+        rows = [r for r in run["rows"] if r["paragraphs"] == k and LABELS.get(r["row"]) != "-"]
         parts += [f"\n#### K = {k} paragraph{'s' if k > 1 else ''}\n", qa_table(rows), "", wins(rows)]
         positions = gold_positions(run, k, data_dir) if k > 1 else None
         if positions:
@@ -163,16 +187,23 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("results", nargs="+", help="one run, or its shards with --merge")
     p.add_argument("--merge", action="store_true", help="merge shards of one run")
-    p.add_argument("--out", default=None, help="where --merge writes the merged run")
+    p.add_argument("--out", default=None, help="where --merge / --combine write the run (.json, or .json.gz)")
     p.add_argument("--label", nargs="*", default=[], metavar="ROW=LABEL", help="rename rows in the tables")
+    p.add_argument("--combine", nargs=2, metavar=("RUN", "TAG"), default=None,
+                   help="add another run's checkpoint rows over the same questions, named (TAG)")
+    p.add_argument("--combine-k", type=int, nargs="*", default=None, help="only these K of the --combine run")
     p.add_argument("--data-dir", default=None,
                    help="SQuAD folder, to rebuild paragraph positions for runs that did not store them")
     args = p.parse_args()
     LABELS.update(dict(x.split("=", 1) for x in args.label))
-    runs = [json.loads(Path(f).read_text()) for f in args.results]
+    runs = [load(Path(f)) for f in args.results]
     run = merge(runs) if args.merge else runs[0]
-    if args.merge and args.out:
-        Path(args.out).write_text(json.dumps(run))
+    if args.combine:
+        run = combine(run, load(Path(args.combine[0])), args.combine[1], args.combine_k)
+    if (args.merge or args.combine) and args.out:
+        path = Path(args.out)
+        data = json.dumps(run).encode()
+        path.write_bytes(gzip.compress(data, mtime=0) if path.suffix == ".gz" else data)
     print(qa_tables(run, args.data_dir))
     return 0
 

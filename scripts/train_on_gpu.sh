@@ -54,7 +54,7 @@ elif [ "$phase" = ddp ]; then
   echo "training for $M minutes on $NGPU GPUs"
   torchrun --nproc-per-node "$NGPU" -m hyco2.training --stage instruct --out $W/ddp --init "$INIT" $QA \
     --teacher-cache $W/cache/teacher --target "${TARGET:-filtered}" --max-paragraphs "${PARAS:-8}" \
-    --steps 0 0 1000000 --minutes 0 0 "$M" --batch-size 64 > $W/train-ddp.log 2>&1
+    --steps 0 0 1000000 --minutes 0 0 "$M" --batch-size 64 ${EXTRA:-} > $W/train-ddp.log 2>&1
   show $W/train-ddp.log 6
   cp $W/ddp/checkpoint/model.safetensors "$OUT/ddp.safetensors"
   (cd $W && tar czf "$OUT/ddp.tgz" train-ddp.log ddp/checkpoint/config.json ddp/history.json)

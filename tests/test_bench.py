@@ -9,7 +9,8 @@ _spec.loader.exec_module(report)
 
 def _row(name, mode, f1, nll, k=1, rate=None):
     n = len(f1)
-    return {"row": name, "mode": mode, "rate": rate, "paragraphs": k, "answers": ["a"] * n, "f1": f1, "em": [0.0] * n,
+    return {"row": name, "mode": mode, "rate": rate, "paragraphs": k, "tag": "", "method": "truncate" if mode == "hard"
+            else "hyco2", "answers": ["a"] * n, "f1": f1, "em": [0.0] * n,
             "contains": [0.0] * n, "faithful": [1.0] * n, "nll": nll, "doc_tokens": [10] * n,
             "context_tokens": [40] * n, "compress_ms": 1.0, "answer_ms": 2.0, "forward_passes": 1.0, "peak_mib": 5.0}
 
@@ -46,3 +47,28 @@ def test_position_table_splits_f1_by_where_the_paragraph_was():
     line = next(x for x in table.splitlines() if x.startswith("| truncate @"))
     assert line.split("|")[2:4] == [" 100.0 ", " 0.0 "]  # paragraph 1: 1.0; paragraph 2: mean(0, 0)
     assert "(n=2)" in table and "paragraph 3 (n=0)" in table
+
+
+def test_combine_adds_another_checkpoints_rows_over_the_same_questions(tmp_path):
+    import gzip
+    import json
+
+    import pytest
+
+    base = _run("0/1", [[1.0, 0.0], [0.0, 0.0], [0.5, 0.5], [0.0, 1.0]])
+    other = _run("0/1", [[1.0, 0.0], [0.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    both = report.combine(base, other, "new")
+    names = [r["row"] for r in both["rows"]]
+    assert names == ["full context", "no context", "HyCo2 hybrid (new)", "HyCo2 hybrid", "truncate"]
+    assert both["rows"][2]["f1"] == [1.0, 1.0] and len(base["rows"]) == 4  # the base run is not changed
+    path = tmp_path / "run.json.gz"
+    path.write_bytes(gzip.compress(json.dumps(both).encode()))
+    assert report.load(path) == both
+    report.LABELS.update({"HyCo2 hybrid": "-"})  # "-" leaves a row out of the tables
+    try:
+        assert "| HyCo2 hybrid |" not in report.qa_tables(both) and "HyCo2 hybrid (new)" in report.qa_tables(both)
+    finally:
+        report.LABELS.clear()
+    other["golds"]["1"] = [["x"]] * 2
+    with pytest.raises(SystemExit, match="same questions"):
+        report.combine(base, other, "new")
