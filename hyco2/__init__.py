@@ -20,12 +20,13 @@ from .errors import (
     UnknownModelError,
 )
 from .modeling import HyCo2Model
+from .settings import CompressionSettings
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_BACKBONE", "Answer", "Backbone", "BackboneMismatchError", "CheckpointError",
-    "CompressionResult", "ContextTooLongError", "EmptyInputError", "HyCo2Compressor", "HyCo2Config",
+    "CompressionResult", "CompressionSettings", "ContextTooLongError", "EmptyInputError", "HyCo2Compressor", "HyCo2Config",
     "HyCo2Error", "HyCo2Model", "HyCo2OutOfMemoryError", "InvalidSettingError", "InvalidTextError",
     "ModelNotInstalledError", "UnknownModelError", "load_backbone",
 ]
