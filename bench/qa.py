@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from hyco2 import HyCo2Compressor
+from hyco2.backbone import QUANTIZE_CHOICES
 from hyco2.baselines import available_methods
 from hyco2.settings import CompressionSettings
 from hyco2.metrics import best_over_golds, contains, exact_match, f1_score
@@ -191,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="also measure hybrid with phrase selection of this strength (0-1; 0: no such row)")
     p.add_argument("--model", default=None, help="backbone (default: the checkpoint's)")
     p.add_argument("--device", default=None)
+    p.add_argument("--quantize", default="auto", choices=QUANTIZE_CHOICES,
+                   help="backbone weights (e.g. 4bit: NF4 through bitsandbytes on CUDA); recorded in the output")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-new-tokens", type=int, default=24)
     p.add_argument("--out", default=None, help="JSON output (default: bench/results/qa-<device>.json)")
@@ -204,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     if not base:
         print("error: no questions selected", file=sys.stderr)
         return 2
-    comp = HyCo2Compressor.from_pretrained(args.checkpoint, model=args.model, device=args.device)
+    comp = HyCo2Compressor.from_pretrained(args.checkpoint, model=args.model, device=args.device,
+                                           quantize=args.quantize)
     others = {}
     for spec in args.also:
         tag, path = spec.split("=", 1)
@@ -230,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp.write_text(json.dumps({
             "machine": machine(), "questions": len(base), "shards": [args.shard], "set": args.set,
             "checkpoint": comp.checkpoint, "also": args.also, "seconds": round(time.time() - t0, 1),
+            "quantize": args.quantize, "weights": comp.backbone.weights,
             "rows": rows, "golds": golds, "positions": positions,
         }))
         tmp.replace(out)

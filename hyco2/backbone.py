@@ -84,6 +84,15 @@ class Backbone:
         """The dtype activations run in (the embeddings' dtype, also for 4-bit models)."""
         return self.model.get_input_embeddings().weight.dtype
 
+    @property
+    def weights(self) -> str:
+        """How the weights are stored: ``nf4`` / ``int8`` (bitsandbytes) or the float dtype."""
+        if getattr(self.model, "is_loaded_in_4bit", False):
+            return "nf4"
+        if getattr(self.model, "is_loaded_in_8bit", False):
+            return "int8"
+        return str(self.compute_dtype).replace("torch.", "")
+
     def fingerprint(self) -> dict[str, Any]:
         """What must match between a checkpoint and the backbone it is loaded onto.
 

@@ -84,3 +84,7 @@ def test_auto_quantize_keeps_small_backbones_in_bf16(monkeypatch, default_model_
     assert bb.resolve_quantize("auto", cuda, 7_000_000_000, free_bytes=80 * 2**30) == "4bit"
     assert bb.resolve_quantize("auto", cuda, 600_000_000, free_bytes=2**30) == "4bit"  # would not fit
     assert bb.resolve_quantize("auto", torch.device("cpu"), 7_000_000_000) == "none"
+
+
+def test_weights_say_how_the_backbone_is_stored(tiny_backbone):
+    assert tiny_backbone.weights == "float32"  # the bench records it beside a quantised row
