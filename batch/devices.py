@@ -87,13 +87,13 @@ def _init(devices: list[str], counter, checkpoint: str | None, model: str | None
 
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // len(devices)))  # the workers share the cores
     _worker.update(comp=HyCo2Compressor.from_pretrained(checkpoint, model=model, quantize=quantize, device=device),
-                   settings=settings, batch_size=batch_size, batch_tokens=batch_tokens, device=device)
+                   settings=settings, batch_size=batch_size, batch_tokens=batch_tokens)
 
 
-def _work(items: Items) -> tuple[list[CompressionResult | Exception], str]:
+def _work(items: Items) -> list[CompressionResult | Exception]:
     out, _worker["batch_size"] = compress_items(_worker["comp"], items, _worker["settings"], _worker["batch_size"],
                                                 _worker["batch_tokens"])
-    return [slim(r) for r in out], _worker["device"]
+    return [slim(r) for r in out]
 
 
 class DevicePool:

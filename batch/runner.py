@@ -227,11 +227,11 @@ class BatchRunner:
         out, self.batch_size = compress_items(self.comp, items, self.c, self.batch_size, self.batch_tokens)
         return out
 
-    def _flush(self, run_id: int, docs: list[_Doc], bar, inflight: deque | None = None) -> None:
+    def _flush(self, run_id: int, docs: list[_Doc], bar, inflight: deque) -> None:
         """Compress ``docs`` and write them; with a device pool, hand them to a worker and write the
         oldest batches in flight once more than two per device are out."""
         items = [it for d in docs if d.error is None for it in d.items]
-        if self.pool is None or inflight is None:
+        if self.pool is None:
             self._write(run_id, docs, self._compress(items) if items else [], bar)
             return
         inflight.append((docs, self.pool.submit(items) if items else None))
@@ -240,7 +240,7 @@ class BatchRunner:
 
     def _write_oldest(self, run_id: int, inflight: deque, bar) -> None:
         docs, future = inflight.popleft()
-        self._write(run_id, docs, future.result()[0] if future is not None else [], bar)
+        self._write(run_id, docs, future.result() if future is not None else [], bar)
 
     def _write(self, run_id: int, docs: list[_Doc], results: list, bar) -> None:
         """One transaction per document: all its rows, or none (what makes a run resumable)."""

@@ -64,16 +64,38 @@ def add_question_match(model: nn.Module) -> None:
     model.classifier = head
 
 
+def _number(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def check_rate(rate: float) -> None:
+    if not _number(rate) or math.isnan(rate) or not 0.0 < rate <= 1.0:
+        raise InvalidSettingError(f"rate must be a fraction in (0, 1], not {rate!r}.")
+
+
+def check_budget(budget: int) -> None:
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
+        raise InvalidSettingError(f"budget must be a whole number of tokens ≥ 0, not {budget!r}.")
+
+
+def check_threshold(threshold: float) -> None:
+    if not _number(threshold) or not 0.0 < threshold < 1.0:
+        raise InvalidSettingError(f"threshold must be a probability in (0, 1), not {threshold!r}.")
+
+
+def check_phrase_strength(strength: float) -> None:
+    if not _number(strength) or not 0.0 <= strength <= 1.0:
+        raise InvalidSettingError(f"phrases must be a strength in [0, 1], not {strength!r}.")
+
+
 def keep_count(n_tokens: int, rate: float | None = None, budget: int | None = None) -> int:
     """How many tokens to keep: ``round(rate·n)`` (at least 1) or ``min(budget, n)``, exactly one given."""
     if (rate is None) == (budget is None):
         raise InvalidSettingError("Give exactly one of rate (a fraction) or budget (a token count).")
     if rate is not None:
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (0.0 < rate <= 1.0) or math.isnan(rate):
-            raise InvalidSettingError(f"rate must be a fraction in (0, 1], not {rate!r}.")
+        check_rate(rate)
         return max(1, min(n_tokens, round(rate * n_tokens)))
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
-        raise InvalidSettingError(f"budget must be a whole number of tokens ≥ 0, not {budget!r}.")
+    check_budget(budget)
     return min(budget, n_tokens)
 
 
@@ -84,11 +106,6 @@ def word_scores(scores: Sequence[float], words: Sequence[int]) -> tuple[np.ndarr
     best = np.full(int(inv.max()) + 1 if len(inv) else 0, -np.inf)
     np.maximum.at(best, inv, np.asarray(scores, dtype=np.float64))
     return best, inv
-
-
-def check_phrase_strength(strength: float) -> None:
-    if not 0.0 <= strength <= 1.0:
-        raise InvalidSettingError(f"phrases must be a strength in [0, 1], not {strength!r}.")
 
 
 def select_words_by_budget(scores: Sequence[float], words: Sequence[int], n_keep: int) -> list[int]:
@@ -143,8 +160,7 @@ def pull_neighbours(scores: Sequence[float], words: Sequence[int], strength: flo
 
 def select_words_by_threshold(probs: Sequence[float], words: Sequence[int], threshold: float) -> list[int]:
     """Every token of every word whose (max) probability reaches ``threshold``, in original order."""
-    if not isinstance(threshold, (int, float)) or not (0.0 < threshold < 1.0):
-        raise InvalidSettingError(f"threshold must be a probability in (0, 1), not {threshold!r}.")
+    check_threshold(threshold)
     best, inv = word_scores(probs, words)
     return np.flatnonzero(best[inv] >= threshold).tolist()
 

@@ -5,12 +5,12 @@ resume hash sees exactly what changes an output."""
 from __future__ import annotations
 
 import argparse
-import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from .baselines import available_methods
 from .errors import InvalidSettingError
+from .selector import check_budget, check_phrase_strength, check_rate, check_threshold
 
 CLASSIFIER = "classifier"
 
@@ -41,16 +41,12 @@ class CompressionSettings:
         given = [n for n in ("rate", "budget", "threshold") if getattr(self, n) is not None]
         if len(given) > 1:
             raise InvalidSettingError(f"Give at most one of rate, budget or threshold (got {' and '.join(given)}).")
-        r = self.rate
-        if r is not None and (isinstance(r, bool) or not isinstance(r, (int, float)) or math.isnan(r)
-                              or not 0.0 < r <= 1.0):
-            raise InvalidSettingError(f"rate must be a fraction in (0, 1], not {r!r}.")
-        b = self.budget
-        if b is not None and (isinstance(b, bool) or not isinstance(b, int) or b < 0):
-            raise InvalidSettingError(f"budget must be a whole number of tokens ≥ 0, not {b!r}.")
-        t = self.threshold
-        if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 < t < 1.0):
-            raise InvalidSettingError(f"threshold must be a probability in (0, 1), not {t!r}.")
+        if self.rate is not None:
+            check_rate(self.rate)
+        if self.budget is not None:
+            check_budget(self.budget)
+        if self.threshold is not None:
+            check_threshold(self.threshold)
         methods = available_methods()
         if self.method not in methods:
             raise InvalidSettingError(f"Unknown method {self.method!r}; choose one of: {', '.join(methods)}.")
@@ -59,10 +55,8 @@ class CompressionSettings:
                                       f"{', '.join(methods[1:])}.")
         if self.method != "hyco2" and self.selector != CLASSIFIER:
             raise InvalidSettingError("selector only applies to method='hyco2' (a peer is its own selector).")
-        if not isinstance(self.phrases, (int, float)) or isinstance(self.phrases, bool) \
-                or not 0.0 <= self.phrases <= 1.0:
-            raise InvalidSettingError(f"phrases must be a strength in [0, 1], not {self.phrases!r}.")
-        if t is not None and not self.classifier_selects:
+        check_phrase_strength(self.phrases)
+        if self.threshold is not None and not self.classifier_selects:
             raise InvalidSettingError("threshold mode needs HyCo2's classifier (method='hyco2', selector='classifier').")
         if self.phrases and not self.classifier_selects:
             raise InvalidSettingError("phrases applies to HyCo2's classifier (method='hyco2', selector='classifier').")
