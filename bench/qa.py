@@ -141,8 +141,9 @@ def run_row(comp: HyCo2Compressor, items, name: str, mode: str, *, method: str =
 
 
 def run_setting(comp: HyCo2Compressor, others: dict[str, HyCo2Compressor], items, k: int, rates, methods,
-                kw, log, rows: list[dict], save, phrases: float = 0.0) -> None:
-    """Every row for one K: full, none, soft, and per rate hybrid (each checkpoint), MIG, hard, peers.
+                kw, log, rows: list[dict], save, phrases: float = 0.0, ablations: bool = True) -> None:
+    """Every row for one K: full, none, soft, and per rate hybrid (each checkpoint), MIG, hard, peers
+    (``ablations=False`` leaves out soft only and hard only: a shorter run for comparing checkpoints).
     Rows are appended to ``rows`` and saved as they come, so a run stopped at its time limit keeps them."""
 
     def add(row: dict) -> dict:
@@ -157,7 +158,8 @@ def run_setting(comp: HyCo2Compressor, others: dict[str, HyCo2Compressor], items
     full = add(run_row(comp, items, "full context", "full", **kw)[0])
     kw = {**kw, "full_answers": full["answers"], "context_tokens": full["context_tokens"]}  # same for every row
     add(run_row(comp, items, "no context", "none", **kw)[0])
-    add(run_row(comp, items, "HyCo2 soft only", "soft", rate=rates[0], **kw)[0])
+    if ablations:
+        add(run_row(comp, items, "HyCo2 soft only", "soft", rate=rates[0], **kw)[0])
     for rate in rates:
         hybrid, comps = run_row(comp, items, "HyCo2 hybrid", "hybrid", rate=rate, **kw)
         add(hybrid)
@@ -167,7 +169,8 @@ def run_setting(comp: HyCo2Compressor, others: dict[str, HyCo2Compressor], items
         if phrases:
             add(run_row(comp, items, f"HyCo2 hybrid, phrases {phrases:g}", "hybrid", rate=rate, phrases=phrases,
                         **kw)[0])
-        add(run_row(comp, items, "HyCo2 hard only", "hard", rate=rate, budgets=budgets, **kw)[0])
+        if ablations:
+            add(run_row(comp, items, "HyCo2 hard only", "hard", rate=rate, budgets=budgets, **kw)[0])
         for m in sorted(methods, key=lambda m: m not in FIRST):  # the strongest peers first
             add(run_row(comp, items, m, "hard", method=m, rate=rate, budgets=budgets, **kw)[0])
         if "mig" in methods:
@@ -188,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", default=None, help="HyCo2 checkpoint (default: the shipped one)")
     p.add_argument("--also", nargs="*", default=[], metavar="TAG=PATH",
                    help="more checkpoints measured as extra hybrid rows on the same questions")
+    p.add_argument("--ablations", action=argparse.BooleanOptionalAction, default=True,
+                   help="the soft-only and hard-only rows (--no-ablations: checkpoints and peers only)")
     p.add_argument("--phrases", type=float, default=0.0,
                    help="also measure hybrid with phrase selection of this strength (0-1; 0: no such row)")
     p.add_argument("--model", default=None, help="backbone (default: the checkpoint's)")
@@ -243,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         items = with_distractors(base, k, seed=0)[shard::shards]
         golds[str(k)] = [it.answers for it in items]
         positions[str(k)] = [gold_position(it) for it in items]
-        run_setting(comp, others, items, k, args.rates, methods, kw, log, rows, save, args.phrases)
+        run_setting(comp, others, items, k, args.rates, methods, kw, log, rows, save, args.phrases,
+                    args.ablations)
     log(f"wrote {out} in {time.time() - t0:.0f} s")
     if shards == 1:
         from report import qa_tables  # noqa: PLC0415 - bench/ is on sys.path when run as a script

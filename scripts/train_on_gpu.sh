@@ -4,12 +4,16 @@
 #   bash scripts/train_on_gpu.sh ablate SECONDS   four stage-3 variants (V0..V3, one GPU each on 4 GPUs) from the
 #                 shipped checkpoint, after a teacher cache built on all GPUs; done SECONDS after the start;
 #                 the checkpoints stay in /root/work/v*/checkpoint for a bench call on the same warm machine
+#   bash scripts/train_on_gpu.sh profile SECONDS   the teacher cache, then bench/train_step.py on GPU 0 (where a
+#                 step's time goes; samples/s by batch size, and with torch.compile), while GPU 1 times
+#                 bench/long.py (100k tokens); the step table stays in /root/work for a later ddp call
 #   bash scripts/train_on_gpu.sh ddp SECONDS [INIT]   stage 3 on all GPUs with torchrun (DDP), resumable; the
 #                 teacher cache first, then training sized to end SECONDS after the call's start
-#                 (TARGET=gold|filtered|teacher, PARAS=max paragraphs; checkpoint under $OUT)
+#                 (TARGET=gold|filtered|teacher, PARAS=max paragraphs; BATCH=N per GPU, or auto: the fastest
+#                 row of an earlier profile call, with the learning rate scaled by sqrt(N/64); checkpoint under $OUT)
 # Checkpoints and results come back under $OUT.
 set -euo pipefail
-phase=${1:?usage: train_on_gpu.sh part1|part2|ablate MINUTES|ddp MINUTES [INIT]}
+phase=${1:?usage: train_on_gpu.sh part1|part2|ablate SECONDS|profile SECONDS|ddp SECONDS [INIT]}
 source scripts/gpu_model.sh "$phase"
 W=/root/work; mkdir -p $W; OUT=${OUT:-$W/out}; mkdir -p "$OUT"
 SHIPPED=hyco2/checkpoints/smollm2-135m-instruct
@@ -47,14 +51,28 @@ if [ "$phase" = ablate ]; then
     cp $W/v$i/checkpoint/model.safetensors "$OUT/v$i.safetensors" 2>/dev/null || echo "v$i: no checkpoint"
   done
   (cd $W && tar czf "$OUT/ablate.tgz" cache-*.log train-v*.log v*/checkpoint/config.json v*/history.json)
+elif [ "$phase" = profile ]; then
+  END=$(( $(date +%s) + ${2:-330} ))
+  t0=$(date +%s); cache; echo "teacher cache: $(( $(date +%s) - t0 )) s"
+  [ "$NGPU" -gt 1 ] && (CUDA_VISIBLE_DEVICES=1 python3 bench/long.py --data /root/data/enwiki-head.jsonl.gz \
+    --device cuda --out "$OUT/long-gpu.json" > $W/long-gpu.md 2>$W/long-gpu.log; cp $W/long-gpu.md "$OUT/") &
+  CUDA_VISIBLE_DEVICES=0 timeout $(( END - $(date +%s) )) python3 bench/train_step.py --teacher-cache $W/cache/teacher \
+    --batch-sizes ${BATCHES:-64 128 256} --compile --out "$OUT/train-step.json" > $W/train-step.md 2>$W/train-step.log || true
+  wait
+  cp $W/train-step.md "$OUT/"; grep -v -i warn $W/train-step.md | tail -n 40; show $W/train-step.log 5; cat $W/long-gpu.md 2>/dev/null || true
 elif [ "$phase" = ddp ]; then
   END=$(( $(date +%s) + ${2:-560} )); INIT=${3:-$SHIPPED}
   t0=$(date +%s); cache; echo "teacher cache: $(( $(date +%s) - t0 )) s"
+  STEP="--batch-size ${BATCH:-64}"
+  if [ "${BATCH:-}" = auto ]; then
+    STEP=$(grep -h '^best:' $W/train-step.md 2>/dev/null | tail -n 1 | cut -d: -f2-); STEP=${STEP:- --batch-size 64}
+  fi
+  LR=$(python3 -c "import sys; b = int(sys.argv[sys.argv.index('--batch-size') + 1]); print(1e-4 * (b / 64) ** 0.5)" $STEP)
   M=$(python3 -c "print(round(($END - $(date +%s) - 75) / 60, 2))")  # ~60 s data loading, 15 s saving
-  echo "training for $M minutes on $NGPU GPUs"
+  echo "training for $M minutes on $NGPU GPUs:$STEP --lr 0 0 $LR"
   torchrun --nproc-per-node "$NGPU" -m hyco2.training --stage instruct --out $W/ddp --init "$INIT" $QA \
     --teacher-cache $W/cache/teacher --target "${TARGET:-filtered}" --max-paragraphs "${PARAS:-8}" \
-    --steps 0 0 1000000 --minutes 0 0 "$M" --batch-size 64 ${EXTRA:-} > $W/train-ddp.log 2>&1
+    --steps 0 0 1000000 --minutes 0 0 "$M" $STEP --lr 0 0 "$LR" ${EXTRA:-} > $W/train-ddp.log 2>&1
   show $W/train-ddp.log 6
   cp $W/ddp/checkpoint/model.safetensors "$OUT/ddp.safetensors"
   (cd $W && tar czf "$OUT/ddp.tgz" train-ddp.log ddp/checkpoint/config.json ddp/history.json)

@@ -22,7 +22,7 @@ from ..compressor import HyCo2Compressor
 from ..errors import HyCo2Error
 from ..selector import add_question_match
 from .data import read_qa, read_texts
-from .distill import TARGETS, DistillConfig, build_teacher_cache, load_cache, prepare_items, save_cache, train_distill
+from .distill import TARGETS, DistillConfig, build_teacher_shard, prepare_items, teacher_cache, train_distill
 from .trainer import STAGES, StageConfig, Trainer, make_records
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -71,6 +71,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="stage 3: BCE weight of the keep labels (teacher saliency ∪ gold span)")
     p.add_argument("--rank-weight", type=float, default=0.0,
                    help="stage 3: weight of the listwise loss that ranks the gold answer's tokens first")
+    p.add_argument("--compile", action="store_true",
+                   help="stage 3: torch.compile the frozen backbone's body (see bench/train_step.py for when it pays)")
     p.add_argument("--question-classifier", action="store_true",
                    help="give the classifier the question match (added to an --init checkpoint at scale 0)")
     p.add_argument("--teacher-cache", default=None, help="teacher cache folder (default: OUT/teacher); "
@@ -103,33 +105,6 @@ def distributed() -> tuple[int, int, str | None]:
 def barrier(world: int) -> None:
     if world > 1:
         torch.distributed.barrier()
-
-
-def build_teacher_shard(comp, qa, folder: Path, shard: int, shards: int, batch_size: int,
-                        max_new_tokens: int = 24) -> None:
-    """Shard ``shard`` of ``shards`` of the teacher cache: every ``shards``-th question, saved in ``folder``."""
-    mine = qa[shard::shards]
-    print(f"teacher shard {shard}/{shards}: {len(mine)} questions", flush=True)
-    save_cache(build_teacher_cache(comp.backbone, mine, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                                   progress=shard == 0), folder / f"shard-{shard}-of-{shards}.pt")
-
-
-def teacher_cache(comp, qa, folder: Path, rank: int, world: int, batch_size: int, max_new_tokens: int = 24):
-    """Reuse a complete teacher cache in ``folder`` (built with any number of processes), or build it:
-    each rank answers its share of the questions and saves a shard; then every rank loads all shards."""
-    def complete() -> list[Path] | None:
-        for n in sorted({int(p.stem.rsplit("-of-", 1)[1]) for p in folder.glob("shard-*-of-*.pt")}):
-            shards = [folder / f"shard-{r}-of-{n}.pt" for r in range(n)]
-            if all(s.is_file() for s in shards):
-                return shards
-        return None
-
-    shards = complete()
-    if shards is None:
-        build_teacher_shard(comp, qa, folder, rank, world, batch_size, max_new_tokens)
-        barrier(world)
-        shards = complete()
-    return load_cache(shards)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             cfg = DistillConfig(target=args.target, batch_size=args.batch_size, lr=args.lr[i], steps=args.steps[i],
                                 minutes=args.minutes[i], max_paragraphs=args.max_paragraphs,
                                 max_context_tokens=args.max_context_tokens, kl_weight=args.kl_weight, seed=args.seed,
-                                saliency_weight=args.saliency_weight, rank_weight=args.rank_weight)
+                                saliency_weight=args.saliency_weight, rank_weight=args.rank_weight,
+                                compile=args.compile)
             if args.no_resume and rank == 0:
                 (out / "instruct" / "trainer_state.pt").unlink(missing_ok=True)
             barrier(world)

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.profiler import record_function
 from tqdm.auto import tqdm
 
 from ..backbone import Backbone
@@ -165,6 +166,34 @@ def load_cache(paths: list[Path]) -> dict[str, TeacherEntry]:
     return out
 
 
+def build_teacher_shard(comp, qa, folder: Path, shard: int, shards: int, batch_size: int,
+                        max_new_tokens: int = 24) -> None:
+    """Shard ``shard`` of ``shards`` of the teacher cache: every ``shards``-th question, saved in ``folder``."""
+    mine = qa[shard::shards]
+    print(f"teacher shard {shard}/{shards}: {len(mine)} questions", flush=True)
+    save_cache(build_teacher_cache(comp.backbone, mine, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                                   progress=shard == 0), folder / f"shard-{shard}-of-{shards}.pt")
+
+
+def teacher_cache(comp, qa, folder: Path, rank: int, world: int, batch_size: int, max_new_tokens: int = 24):
+    """Reuse a complete teacher cache in ``folder`` (built with any number of processes), or build it:
+    each rank answers its share of the questions and saves a shard; then every rank loads all shards."""
+    def complete() -> list[Path] | None:
+        for n in sorted({int(p.stem.rsplit("-of-", 1)[1]) for p in folder.glob("shard-*-of-*.pt")}):
+            shards = [folder / f"shard-{r}-of-{n}.pt" for r in range(n)]
+            if all(s.is_file() for s in shards):
+                return shards
+        return None
+
+    shards = complete()
+    if shards is None:
+        build_teacher_shard(comp, qa, folder, rank, world, batch_size, max_new_tokens)
+        if world > 1:
+            torch.distributed.barrier()
+        shards = complete()
+    return load_cache(shards)
+
+
 # ---------------------------------------------------------------------------------------------- student
 @dataclass
 class DistillConfig:
@@ -182,6 +211,7 @@ class DistillConfig:
     minutes: float | None = None
     save_every: int = 500
     bucket_pool: int = 8  # batches drawn at once and bucketed by context length
+    compile: bool = False  # torch.compile the frozen backbone's body (dynamic shapes) for both passes
     seed: int = 0
 
 
@@ -299,19 +329,24 @@ class DistillStep:
         return out
 
     def __call__(self, batch: list[int], autocast, ctxs: list[tuple] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-        bb, dev, cfg = self.bb, self.bb.device, self.cfg
         ctxs = ctxs if ctxs is not None else [self.context_for(n) for n in batch]
         items = [self.items[n] for n in batch]
         # 1. frozen encoder: [question prefix][context], as at inference
-        with autocast:
+        with record_function("distill/encoder"), autocast:
             enc = self.encoder.encode_ids([it.enc_question for it in items], [c[0] for c in ctxs])
         # 2. the trainable part: soft tokens and keep logits
-        with autocast:
+        with record_function("distill/adapter+classifier"), autocast:
             soft, keep_logits = self.model(enc)
         keep_logits = keep_logits.float()
         probs = torch.sigmoid(keep_logits)
-        probs_cpu = probs.detach().cpu()
-        # 3. selection (whole words, exact budget, original order), as at inference
+        with record_function("distill/selection"):
+            rows = self._student_rows(items, ctxs, probs.detach().cpu())
+        return self._losses(autocast, items, ctxs, enc, soft, keep_logits, probs, rows)
+
+    def _student_rows(self, items: list[Item], ctxs: list[tuple], probs_cpu: torch.Tensor) -> "StudentRows":
+        """Selection (whole words, exact budget, original order), as at inference, and the student's
+        decoder rows."""
+        cfg = self.cfg
         rows, kept_b, kept_t, kept_c, soft_t, tgt_t = [], [], [], [], [], []
         for b, (it, (cids, cwords, _)) in enumerate(zip(items, ctxs)):
             n_keep = keep_count(len(cids), self.rng.choice(cfg.rates))
@@ -324,6 +359,14 @@ class DistillStep:
             kept_c += kept
             tgt_t.append(torch.arange(len(row) - 1, len(row) - 1 + len(it.target_ids)))
             rows.append(torch.tensor(row + it.target_ids))
+        return StudentRows(rows, soft_t, tgt_t, kept_b, kept_t, kept_c)
+
+    def _losses(self, autocast, items: list[Item], ctxs: list[tuple], enc, soft: torch.Tensor,
+                keep_logits: torch.Tensor, probs: torch.Tensor, student: "StudentRows"):
+        """The student's forward on its rows, and every loss term."""
+        bb, dev, cfg = self.bb, self.bb.device, self.cfg
+        rows, soft_t, tgt_t = student.rows, student.soft_slots, student.target_slots
+        kept_b, kept_t, kept_c = student.kept_row, student.kept_slot, student.kept_position
         x = _pad(rows, -1)
         x[x == -1] = self.pad
         x = x.to(dev)
@@ -353,7 +396,7 @@ class DistillStep:
             top_i[b, :n] = torch.from_numpy(it.target_top[0]).long()
             top_v[b, :n] = torch.from_numpy(it.target_top[1]).float()
         where, tmask, tids, top_i, top_v = (v.to(dev) for v in (where, tmask, tids, top_i, top_v))
-        with autocast:
+        with record_function("distill/student"), autocast:
             h = right_padded_forward(bb.model, inputs_embeds=E).last_hidden_state  # right-padded: no mask
             logits = logits_at(bb.model, h, where)
         logp = torch.log_softmax(logits, -1)
@@ -381,6 +424,18 @@ class DistillStep:
         return loss, {"nll": float(nll.detach()), "kl": float(kl.detach()), "bce": float(bce.detach()),
                       "rank": float(rank.detach()), "loss": float(loss.detach()),
                       "ctx_tokens": float(enc.context_mask.sum()) / B}
+
+
+@dataclass
+class StudentRows:
+    """The student's decoder rows for one batch, built on the host from the selection."""
+
+    rows: list[torch.Tensor]  # ids: [pre][k soft slots][kept tokens][post][target]
+    soft_slots: list[torch.Tensor]  # each row's soft-token positions
+    target_slots: list[torch.Tensor]  # the positions that predict each target token
+    kept_row: list[int]  # for every kept token: its row,
+    kept_slot: list[int]  # its position in the row,
+    kept_position: list[int]  # and its position in the context (for its keep probability)
 
 
 def _pad(rows: list[torch.Tensor], value: int) -> torch.Tensor:
@@ -424,6 +479,9 @@ def train_distill(compressor, items: list[Item], cfg: DistillConfig, out_dir: Pa
     step_fn = DistillStep(bb, ddp, items, cfg, model.config.num_soft_tokens,
                           random.Random(cfg.seed * 1009 + rank * 7919 + step))
     autocast = bf16_autocast(dev)
+    body = bb.model.base_model
+    if cfg.compile:
+        setattr(bb.model, bb.model.base_model_prefix, torch.compile(body, dynamic=True))
     order: list[int] = []
     ready: list[tuple[list[int], list[tuple]]] = []
     shuffle = random.Random(cfg.seed + rank + step)
@@ -431,7 +489,7 @@ def train_distill(compressor, items: list[Item], cfg: DistillConfig, out_dir: Pa
     t0, first = time.time(), step
     bar = tqdm(total=total, initial=step, desc="instruct", disable=not progress or rank != 0, mininterval=5)
     while step < total:
-        if cfg.minutes is not None and step == first + 10:
+        if step == first + 10:
             t10 = time.time()  # steps 0-9 include compilation and allocator warm-up: not representative
         if cfg.minutes is not None and step == first + 30:
             per_step = (time.time() - t10) / 20
@@ -469,6 +527,7 @@ def train_distill(compressor, items: list[Item], cfg: DistillConfig, out_dir: Pa
         if rank == 0 and cfg.save_every and step % cfg.save_every == 0:
             _save(state_file, model, opt, step, seen, total)
     bar.close()
+    setattr(bb.model, bb.model.base_model_prefix, body)
     model.eval()
     for p in params:
         p.requires_grad_(False)
@@ -476,8 +535,10 @@ def train_distill(compressor, items: list[Item], cfg: DistillConfig, out_dir: Pa
         _save(state_file, model, opt, step, seen, total)
     seconds = time.time() - t0
     done = step - first
+    steady = (done - 10) * cfg.batch_size / (time.time() - t10) if done > 10 else None
     return {"stage": "instruct", "steps_done": step, "examples_seen": seen, "seconds": round(seconds, 1),
             "samples_per_s_per_gpu": round(done * cfg.batch_size / max(seconds, 1e-9), 1), "gpus": world,
+            "steady_samples_per_s_per_gpu": round(steady, 1) if steady else None, "batch_size": cfg.batch_size,
             "records": len(items), "final": history[-1] if history else {}, "history": history,
             "target": cfg.target, "max_paragraphs": cfg.max_paragraphs, "rates": list(cfg.rates),
             "saliency_weight": cfg.saliency_weight, "rank_weight": cfg.rank_weight,
