@@ -56,10 +56,10 @@ elif [ "$phase" = profile ]; then
   t0=$(date +%s); cache; echo "teacher cache: $(( $(date +%s) - t0 )) s"
   [ "$NGPU" -gt 1 ] && (CUDA_VISIBLE_DEVICES=1 python3 bench/long.py --data /root/data/enwiki-head.jsonl.gz \
     --device cuda --out "$OUT/long-gpu.json" > $W/long-gpu.md 2>$W/long-gpu.log; cp $W/long-gpu.md "$OUT/") &
-  CUDA_VISIBLE_DEVICES=0 timeout $(( END - $(date +%s) )) python3 bench/train_step.py --teacher-cache $W/cache/teacher \
+  CUDA_VISIBLE_DEVICES=0 timeout $(( END - $(date +%s) )) python3 bench/train_step.py --teacher-cache $W/cache/teacher --qa /root/data/squad-v1.0-train.json.gz \
     --batch-sizes ${BATCHES:-64 128 256} --compile --out "$OUT/train-step.json" > $W/train-step.md 2>$W/train-step.log || true
   wait
-  cp $W/train-step.md "$OUT/"; grep -v -i warn $W/train-step.md | tail -n 40; show $W/train-step.log 5; cat $W/long-gpu.md 2>/dev/null || true
+  cp $W/train-step.md "$OUT/"; cat $W/train-step.md; show $W/train-step.log 5; cat $W/long-gpu.md 2>/dev/null || true
 elif [ "$phase" = ddp ]; then
   END=$(( $(date +%s) + ${2:-560} )); INIT=${3:-$SHIPPED}
   t0=$(date +%s); cache; echo "teacher cache: $(( $(date +%s) - t0 )) s"

@@ -538,7 +538,7 @@ def train_distill(compressor, items: list[Item], cfg: DistillConfig, out_dir: Pa
     steady = (done - 10) * cfg.batch_size / (time.time() - t10) if done > 10 else None
     return {"stage": "instruct", "steps_done": step, "examples_seen": seen, "seconds": round(seconds, 1),
             "samples_per_s_per_gpu": round(done * cfg.batch_size / max(seconds, 1e-9), 1), "gpus": world,
-            "steady_samples_per_s_per_gpu": round(steady, 1) if steady else None, "batch_size": cfg.batch_size,
+            "steady_samples_per_s_per_gpu": round(steady, 1) if steady else None, "batch_size": cfg.batch_size, "lr": cfg.lr,
             "records": len(items), "final": history[-1] if history else {}, "history": history,
             "target": cfg.target, "max_paragraphs": cfg.max_paragraphs, "rates": list(cfg.rates),
             "saliency_weight": cfg.saliency_weight, "rank_weight": cfg.rank_weight,
