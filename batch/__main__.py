@@ -14,6 +14,7 @@ from hyco2.settings import CompressionSettings, add_arguments
 
 from .db import open_db
 from .devices import DevicePool, parse_devices
+from .ray_engine import RayPool
 from .documents import DEFAULT_MAX_BYTES, JSON_FIELDS
 from .runner import GENERIC_QUESTION_NOTE, BatchRunner, BatchSettings
 
@@ -24,6 +25,8 @@ Each document is committed in its own transaction. {GENERIC_QUESTION_NOTE}
 Examples:
   python -m batch compress assets/examples --db out.db --rate 0.2
   python -m batch compress docs/ --db out.db --glob '**/*.md' --questions questions.jsonl
+  python -m batch compress big/ --db out.db --devices all                  # every GPU here, one worker each
+  python -m batch compress big/ --db out.db --engine ray --devices all     # every GPU of a Ray cluster
   python -m batch report out.db
   python -m batch export out.db --format csv --out kept.csv
 """
@@ -57,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--devices", default=None,
                    help="several devices, one worker process each: cuda:0,cuda:1,… or all (every visible GPU); "
                         "one writer, resumable as ever (default: --device)")
+    c.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="ray: the compress step on Ray actors, one per --devices entry (all: every GPU of the "
+                        "cluster, on any node); this process still reads and writes, so resuming is unchanged "
+                        "(needs pip install 'hyco2[ray]')")
+    c.add_argument("--ray-address", default=None,
+                   help="with --engine ray: the cluster to join (default: $RAY_ADDRESS, else a local one)")
     c.add_argument("--workers", type=int, default=2, help="threads that read and extract files")
     c.add_argument("--chunk-tokens", type=int, default=None,
                    help="split longer documents into chunks of this many backbone tokens (default: the window)")
@@ -164,19 +173,23 @@ def main(argv: list[str] | None = None) -> int:
             raise HyCo2Error(f"No such folder: {args.docs_dir}")
         questions = load_questions(args.questions) if args.questions else None
         compression = CompressionSettings.from_args(args)  # bad settings fail before the model loads
-        devices = parse_devices(args.devices)
+        ray = args.engine == "ray"
+        devices = [] if ray else parse_devices(args.devices)
         if len(devices) == 1:
             args.device, devices = devices[0], []
-        # with several devices this process only reads, tokenises and writes: its copy stays on the CPU
+        # with workers elsewhere this process only reads, tokenises and writes: its copy stays on the CPU
         comp = HyCo2Compressor.from_pretrained(args.checkpoint, model=args.model, quantize=args.quantize,
-                                               device="cpu" if devices else args.device)
+                                               device="cpu" if devices or ray else args.device)
         settings = BatchSettings(compression=compression, chunk_tokens=args.chunk_tokens,
                                  json_fields=tuple(args.json_fields), store_embeddings=args.store_embeddings,
                                  max_bytes=args.max_bytes)
-        on_gpu = comp.backbone.device.type == "cuda" or any(d.startswith("cuda") for d in devices)
+        on_gpu = comp.backbone.device.type == "cuda" or any(d.startswith("cuda") for d in devices) or (
+            ray and any(k in (args.devices or "") for k in ("cuda", "all")))
         batch_size = args.batch_size or (32 if on_gpu else 1)
-        pool = DevicePool(devices, checkpoint=args.checkpoint, model=args.model, quantize=args.quantize,
-                          settings=compression, batch_size=batch_size, batch_tokens=args.batch_tokens) if devices else None
+        workers = dict(checkpoint=args.checkpoint, model=args.model, quantize=args.quantize, settings=compression,
+                       batch_size=batch_size, batch_tokens=args.batch_tokens)
+        pool = (RayPool(args.devices, address=args.ray_address, **workers) if ray
+                else DevicePool(devices, **workers) if devices else None)
         runner = BatchRunner(open_db(args.db), comp, settings, questions=questions, default_question=args.question,
                              batch_size=batch_size, workers=args.workers, progress=not args.no_progress, pool=pool,
                              batch_tokens=args.batch_tokens)

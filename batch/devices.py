@@ -72,28 +72,38 @@ def slim(r: CompressionResult | Exception) -> CompressionResult | Exception:
     return replace(r, context="", tokenized=None, probabilities=None)
 
 
-# -------------------------------------------------------------------- in each worker process
-_worker: dict = {}
+# -------------------------------------------------------------------- in each worker (process or Ray actor)
+class DeviceWorker:
+    """One compressor on one device, compressing batches of items: the body of a worker process
+    (DevicePool) and of a Ray actor (batch.ray_engine.RayPool) alike."""
+
+    def __init__(self, device: str, checkpoint: str | None, model: str | None, quantize: str,
+                 settings: CompressionSettings, batch_size: int, batch_tokens: int | None, share: int = 1):
+        import os
+
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // share))  # workers on one host share its cores
+        self.comp = HyCo2Compressor.from_pretrained(checkpoint, model=model, quantize=quantize, device=device)
+        self.settings, self.batch_size, self.batch_tokens = settings, batch_size, batch_tokens
+
+    def __call__(self, items: Items) -> list[CompressionResult | Exception]:
+        out, self.batch_size = compress_items(self.comp, items, self.settings, self.batch_size, self.batch_tokens)
+        return [slim(r) for r in out]
 
 
-def _init(devices: list[str], counter, checkpoint: str | None, model: str | None, quantize: str,
-          settings: CompressionSettings, batch_size: int, batch_tokens: int | None) -> None:
+_worker: list[DeviceWorker] = []
+
+
+def _init(devices: list[str], counter, *args) -> None:
     with counter.get_lock():
         device = devices[counter.value % len(devices)]
         counter.value += 1
-    import os
-
-    import torch
-
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // len(devices)))  # the workers share the cores
-    _worker.update(comp=HyCo2Compressor.from_pretrained(checkpoint, model=model, quantize=quantize, device=device),
-                   settings=settings, batch_size=batch_size, batch_tokens=batch_tokens)
+    _worker.append(DeviceWorker(device, *args, share=len(devices)))
 
 
 def _work(items: Items) -> list[CompressionResult | Exception]:
-    out, _worker["batch_size"] = compress_items(_worker["comp"], items, _worker["settings"], _worker["batch_size"],
-                                                _worker["batch_tokens"])
-    return [slim(r) for r in out]
+    return _worker[0](items)
 
 
 class DevicePool:

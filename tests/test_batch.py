@@ -119,9 +119,11 @@ def test_a_document_longer_than_the_window_is_one_compression(tmp_path):
     assert len(_rows(db, "select id from compressions")) == 1
 
 
-@pytest.mark.parametrize("devices", [None, "cpu,cpu"])
-def test_killed_run_resumes_with_each_document_exactly_once(tmp_path, devices):
-    """Killed mid-run (the whole process group: with --devices, the workers too), then run again."""
+@pytest.mark.parametrize("workers", [[], ["--devices", "cpu,cpu"], ["--engine", "ray", "--devices", "cpu,cpu"]],
+                         ids=["one-process", "two-workers", "ray"])
+def test_killed_run_resumes_with_each_document_exactly_once(tmp_path, workers):
+    """Killed mid-run (the whole process group: with --devices, the workers too; with Ray, the driver,
+    whose death takes its local cluster down), then run again."""
     d = tmp_path / "many"
     d.mkdir()
     n_docs = 14
@@ -129,7 +131,7 @@ def test_killed_run_resumes_with_each_document_exactly_once(tmp_path, devices):
         (d / f"doc{i:02d}.txt").write_text(PARAGRAPH.replace("1872", str(1800 + i)))
     db = tmp_path / "kill.db"
     cmd = [sys.executable, "-m", "batch", "compress", str(d), "--db", str(db), "--rate", "0.2",
-           "--batch-size", "1", "--no-progress"] + (["--devices", devices] if devices else [])
+           "--batch-size", "1", "--no-progress"] + workers
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     done_at_kill = 0
@@ -162,6 +164,31 @@ def test_several_devices_give_the_same_rows_as_one(folder, tmp_path):
     sql = ("select d.path, c.status, c.error, c.kept_text, c.kept_positions, c.segments, c.settings_hash "
            "from compressions c join documents d on d.id = c.document_id order by d.path, c.chunk")
     assert _rows(one, sql) == _rows(two, sql) and len(_rows(one, sql)) >= 6
+
+
+def test_ray_engine_gives_the_same_rows_as_one_device(folder, tmp_path):
+    """--engine ray on a local Ray cluster (two CPU actors, the real model): the driver reads and
+    writes, the actors compress; the rows are those of a plain run."""
+    one, ray = tmp_path / "one.db", tmp_path / "ray.db"
+    args = ["compress", str(folder), "--rate", "0.2", "--no-progress", "--batch-size", "2"]
+    assert batch_main(args + ["--db", str(one)]) == 0
+    assert batch_main(args + ["--db", str(ray), "--engine", "ray", "--devices", "cpu,cpu"]) == 0
+    sql = ("select d.path, c.status, c.error, c.kept_text, c.kept_positions, c.segments, c.settings_hash "
+           "from compressions c join documents d on d.id = c.document_id order by d.path, c.chunk")
+    assert _rows(one, sql) == _rows(ray, sql) and len(_rows(one, sql)) >= 6
+
+
+def test_ray_devices_follow_the_cluster():
+    from batch.ray_engine import ray_devices
+    from hyco2.errors import InvalidSettingError
+
+    assert ray_devices("all", {"GPU": 3.0, "CPU": 64.0}) == ["cuda"] * 3
+    assert ray_devices("cuda:0,cuda:5", {}) == ["cuda", "cuda"] and ray_devices("cpu,cpu", {}) == ["cpu", "cpu"]
+    assert ray_devices(None, {}) == ["cpu"]
+    with pytest.raises(InvalidSettingError, match="no GPUs"):
+        ray_devices("all", {"CPU": 2.0})
+    with pytest.raises(InvalidSettingError, match="Unknown device"):
+        ray_devices("tpu:0", {})
 
 
 def test_bad_devices_are_refused(folder, tmp_path, capsys):
