@@ -34,6 +34,7 @@ import torch
 
 from qa import PeakMemory, machine
 from hyco2 import HyCo2Compressor
+from hyco2.backbone import QUANTIZE_CHOICES
 from hyco2.batching import length_batches
 from hyco2.decoder import bf16_autocast, right_padded_forward
 from hyco2.encoder import tokenize_context
@@ -83,9 +84,10 @@ def prefill(comp: HyCo2Compressor, ids: list[list[int]], batch_size: int, sorted
     return time.perf_counter() - t0
 
 
-def cli_run(folder: Path, db: Path, device: str, batch_size: int, batch_tokens: int | None, rate: float) -> dict:
+def cli_run(folder: Path, db: Path, device: str, batch_size: int, batch_tokens: int | None, rate: float,
+            quantize: str = "auto") -> dict:
     cmd = [sys.executable, "-m", "batch", "compress", str(folder), "--db", str(db), "--rate", str(rate),
-           "--batch-size", str(batch_size), "--no-progress"]
+           "--batch-size", str(batch_size), "--no-progress", "--quantize", quantize]
     cmd += ["--devices", device] if device == "all" or "," in device else ["--device", device]
     if batch_tokens:
         cmd += ["--batch-tokens", str(batch_tokens)]
@@ -112,10 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cli-devices", nargs="*", default=None,
                    help="one CLI run each: a device (cpu, cuda:0) or 'all' / 'cuda:0,cuda:1' for one worker "
                         "process a GPU (default: the --device)")
+    p.add_argument("--quantize", default="auto", choices=QUANTIZE_CHOICES,
+                   help="backbone weights for every row (bf16: bfloat16, ~2x on a CPU with AVX-512 BF16)")
     p.add_argument("--out", default=None, help="JSON file for the rows (default: bench/results/batch-<dev>.json)")
     args = p.parse_args(argv)
     texts = paragraphs(Path(args.data), args.docs)
-    comp = HyCo2Compressor.from_pretrained(device=args.device)
+    comp = HyCo2Compressor.from_pretrained(device=args.device, quantize=args.quantize)
     dev = comp.backbone.device
     ids = [tokenize_context(comp.backbone, t).ids for t in texts]
     n_tokens = sum(map(len, ids))
@@ -150,11 +154,12 @@ def main(argv: list[str] | None = None) -> int:
         for device in args.cli_devices or [str(dev)]:
             bs = max(args.batch_sizes)
             r = cli_run(folder, Path(tmp) / f"{device.replace(':', '_').replace(',', '+')}.db", device, bs,
-                        args.batch_tokens, args.rate)
+                        args.batch_tokens, args.rate, args.quantize)
             add(f"CLI end to end ({device})", bs, r["seconds"], None, tokens=r["tokens"], docs=r["docs"],
                 bt=args.batch_tokens)
     floor = {r["batch_size"]: r["tokens_per_s"] for r in rows if r["row"] == "prefill, length-sorted, no mask"}
-    print(f"\n{len(texts)} SQuAD paragraphs, {n_tokens:,} context tokens, rate {args.rate}; machine: {machine()}\n")
+    print(f"\n{len(texts)} SQuAD paragraphs, {n_tokens:,} context tokens, rate {args.rate}, weights "
+          f"{comp.backbone.weights}; machine: {machine()}\n")
     print("| row | batch | tokens/s | docs/s | vs floor | seconds | peak MiB |\n|---|---|---|---|---|---|---|")
     for r in rows:
         rel = r["tokens_per_s"] / floor[r["batch_size"]] if r["batch_size"] in floor else None
@@ -165,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out or ROOT / "bench" / "results" / f"batch-{'gpu' if dev.type == 'cuda' else 'cpu'}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": machine(), "gpus": torch.cuda.device_count(), "rows": rows,
+                               "weights": comp.backbone.weights,
                                "docs": len(texts), "tokens": n_tokens, "rate": args.rate}, indent=1))
     return 0
 

@@ -26,7 +26,7 @@ from .errors import InvalidSettingError, ModelNotInstalledError, UnknownModelErr
 log = logging.getLogger(__name__)
 
 DEFAULT_BACKBONE = "smollm2-135m-instruct"
-QUANTIZE_CHOICES = ("auto", "4bit", "8bit", "none")
+QUANTIZE_CHOICES = ("auto", "4bit", "8bit", "bf16", "none")
 
 
 @dataclass(frozen=True)
@@ -239,6 +239,8 @@ def resolve_quantize(quantize: str, device: torch.device, n_params: int | None =
         log.warning("quantize=auto: %s for a backbone of ~%.0fM parameters", "4-bit NF4" if big else "bf16 (no "
                     "quantization)", n_params / 1e6)
         return "4bit" if big else "none"
+    if quantize == "bf16":  # bfloat16 weights: the CUDA default anyway; on a CPU with AVX-512 BF16 ~2x faster
+        return "bf16"
     if quantize != "none" and (device.type != "cuda" or not have_bnb):
         raise InvalidSettingError(
             f"--quantize {quantize} needs a CUDA GPU and the bitsandbytes package; "
@@ -271,7 +273,7 @@ def load_backbone(
         n_params = _parameters_of(name_or_source)
     free = torch.cuda.mem_get_info(dev)[0] if dev.type == "cuda" and torch.cuda.is_available() else None
     mode = resolve_quantize(quantize, dev, n_params, free)
-    dtype = dtype or (torch.bfloat16 if dev.type == "cuda" else torch.float32)
+    dtype = dtype or (torch.bfloat16 if dev.type == "cuda" or mode == "bf16" else torch.float32)
     kwargs: dict[str, Any] = {"dtype": dtype}
     if mode in ("4bit", "8bit"):
         from transformers import BitsAndBytesConfig
@@ -315,7 +317,7 @@ def wrap_model(model: PreTrainedModel, tok: PreTrainedTokenizerBase, name: str,
                device: str | torch.device = "cpu", mode: str = "none") -> Backbone:
     """Freeze an already-loaded model and tokenizer into a :class:`Backbone` (tests, custom loaders)."""
     dev = torch.device(device)
-    if mode == "none":
+    if mode in ("none", "bf16"):
         model.to(dev)
     model.eval()
     model.requires_grad_(False)

@@ -152,3 +152,21 @@ def test_rank_loss_and_question_match_reach_the_classifier(tiny_backbone, cache)
     loss.backward()
     assert comp.model.classifier.match_scale.grad is not None and float(comp.model.classifier.match_scale.grad) != 0
     comp.model.eval()
+
+
+def test_step_profile_names_every_part_of_a_step(tiny, cache):
+    """bench/train_step.py's profile (what told us the step was bound by its fixed cost, not arithmetic)
+    sees each labelled part of the real step."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    import train_step
+
+    items = prepare_items(tiny.backbone, QA, cache, "gold") * 3
+    prof = train_step.profiled_step(tiny, items, DistillConfig(target="gold", batch_size=2, max_paragraphs=2,
+                                                               rank_weight=1.0))
+    assert {"distill/encoder", "distill/adapter+classifier", "distill/selection", "distill/student",
+            "distill/backward", "distill/step"} <= set(prof["parts"])
+    assert prof["wall_ms"] > 0 and prof["top_kernels"]
+    assert not any(p.requires_grad for p in tiny.model.parameters())  # left as inference expects
