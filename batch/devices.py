@@ -38,7 +38,20 @@ def parse_devices(spec: str | None) -> list[str]:
 def compress_items(comp: HyCo2Compressor, items: Items, settings: CompressionSettings, batch_size: int,
                    batch_tokens: int | None = None) -> tuple[list[CompressionResult | Exception], int]:
     """Compress with the largest batch that fits; on out-of-memory, halve and retry. One bad item does
-    not sink its batch (retried one by one). Returns the results and the batch size that worked."""
+    not sink its batch (retried one by one). Returns the results (in the items' order) and the batch
+    size that worked. Items are batched by length (longest first) so a short text does not pad to a
+    long one: the runner hands over several batches' worth at once for that."""
+    order = sorted(range(len(items)), key=lambda i: -len(items[i][2]))
+    by_length = [items[i] for i in order]
+    results, size = _compress_in_order(comp, by_length, settings, batch_size, batch_tokens)
+    out: list[CompressionResult | Exception] = [None] * len(items)  # type: ignore[list-item]
+    for pos, i in enumerate(order):
+        out[i] = results[pos]
+    return out, size
+
+
+def _compress_in_order(comp: HyCo2Compressor, items: Items, settings: CompressionSettings, batch_size: int,
+                       batch_tokens: int | None) -> tuple[list[CompressionResult | Exception], int]:
     size = batch_size
     while True:
         try:
