@@ -52,6 +52,9 @@ class _Actor(DeviceWorker):
     def work(self, items: Items):
         return self(items)
 
+    def ready(self) -> bool:
+        return True
+
 
 class RayPool:
     """One Ray actor per device; each batch goes to the actor with the fewest batches in flight."""
@@ -69,6 +72,7 @@ class RayPool:
         self.actors = [actor.options(num_cpus=1, num_gpus=1 if d == "cuda" else 0).remote(
             d, checkpoint, model, quantize, settings, batch_size, batch_tokens, share=max(1, n_cpu) if d == "cpu" else 1)
             for d in self.devices]
+        ray.get([a.ready.remote() for a in self.actors])  # models loaded before the run's clock starts
         self.in_flight = [0] * len(self.actors)
         self.lock = threading.Lock()
 

@@ -13,7 +13,8 @@ Rows:
   against;
 - ``compress_batch``: tokenising, the backbone, the adapter and classifier, selection and cl100k counts;
 - ``CLI``: ``python -m batch compress`` in a subprocess on a folder of the same paragraphs (reading
-  files, hashing, SQLite commits per document), timed by the run's own wall clock (model load excluded),
+  files, hashing, SQLite commits per document), timed by the run's own wall clock (model loads excluded:
+  the main process's and, with several devices, every worker's, which start before the run),
   for each ``--cli-devices`` value (one device, or ``all`` GPUs with one worker process each).
 
 The documents are written to a temporary folder at run time from the SQuAD file (nothing is copied into
