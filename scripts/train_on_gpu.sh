@@ -9,7 +9,8 @@
 #                 bench/long.py (100k tokens); the step table stays in /root/work for a later ddp call
 #   bash scripts/train_on_gpu.sh ddp SECONDS [INIT]   stage 3 on all GPUs with torchrun (DDP), resumable; the
 #                 teacher cache first, then training sized to end SECONDS after the call's start
-#                 (TARGET=gold|filtered|teacher, PARAS=max paragraphs; BATCH=N per GPU, or auto: the fastest
+#                 (TARGET=gold|filtered|teacher, PARAS=max paragraphs, RUN=folder name under /root/work (default
+#                 ddp; a new name to continue from an earlier call's checkpoint); BATCH=N per GPU, or auto: the fastest
 #                 row of an earlier profile call, with the learning rate scaled by sqrt(N/64); checkpoint under $OUT)
 # Checkpoints and results come back under $OUT.
 set -euo pipefail
@@ -70,10 +71,11 @@ elif [ "$phase" = ddp ]; then
   LR=$(python3 -c "import sys; b = int(sys.argv[sys.argv.index('--batch-size') + 1]); print(1e-4 * (b / 64) ** 0.5)" $STEP)
   M=$(python3 -c "print(round(($END - $(date +%s) - 75) / 60, 2))")  # ~60 s data loading, 15 s saving
   echo "training for $M minutes on $NGPU GPUs:$STEP --lr 0 0 $LR"
-  torchrun --nproc-per-node "$NGPU" -m hyco2.training --stage instruct --out $W/ddp --init "$INIT" $QA \
+  R=${RUN:-ddp}  # a second call on the same warm machine: RUN=ddp2 ... ddp SECONDS /root/work/ddp/checkpoint
+  torchrun --nproc-per-node "$NGPU" -m hyco2.training --stage instruct --out $W/$R --init "$INIT" $QA \
     --teacher-cache $W/cache/teacher --target "${TARGET:-filtered}" --max-paragraphs "${PARAS:-8}" \
-    --steps 0 0 1000000 --minutes 0 0 "$M" $STEP --lr 0 0 "$LR" ${EXTRA:-} > $W/train-ddp.log 2>&1
-  show $W/train-ddp.log 6
-  cp $W/ddp/checkpoint/model.safetensors "$OUT/ddp.safetensors"
-  (cd $W && tar czf "$OUT/ddp.tgz" train-ddp.log ddp/checkpoint/config.json ddp/history.json)
+    --steps 0 0 1000000 --minutes 0 0 "$M" $STEP --lr 0 0 "$LR" ${EXTRA:-} > $W/train-$R.log 2>&1
+  show $W/train-$R.log 6
+  cp $W/$R/checkpoint/model.safetensors "$OUT/$R.safetensors"
+  (cd $W && tar czf "$OUT/$R.tgz" train-$R.log $R/checkpoint/config.json $R/history.json)
 fi
