@@ -155,27 +155,18 @@ def test_killed_run_resumes_with_each_document_exactly_once(tmp_path, workers):
     assert runs[0]["status"] == "interrupted" and runs[-1]["status"] == "done"
 
 
-def test_several_devices_give_the_same_rows_as_one(folder, tmp_path):
-    """--devices: one worker process per device, one writer; same results as one device."""
+@pytest.mark.parametrize("workers", [["--devices", "cpu,cpu", "--batch-tokens", "4096"],
+                                     ["--engine", "ray", "--devices", "cpu,cpu"]], ids=["two-workers", "ray"])
+def test_several_workers_give_the_same_rows_as_one(folder, tmp_path, workers):
+    """--devices: one worker process per device; --engine ray: one actor per device on a local Ray
+    cluster (the real model on CPU). One writer either way; the rows are those of a plain run."""
     one, two = tmp_path / "one.db", tmp_path / "two.db"
     args = ["compress", str(folder), "--rate", "0.2", "--no-progress", "--batch-size", "2"]
     assert batch_main(args + ["--db", str(one)]) == 0
-    assert batch_main(args + ["--db", str(two), "--devices", "cpu,cpu", "--batch-tokens", "4096"]) == 0
+    assert batch_main(args + ["--db", str(two)] + workers) == 0
     sql = ("select d.path, c.status, c.error, c.kept_text, c.kept_positions, c.segments, c.settings_hash "
            "from compressions c join documents d on d.id = c.document_id order by d.path, c.chunk")
     assert _rows(one, sql) == _rows(two, sql) and len(_rows(one, sql)) >= 6
-
-
-def test_ray_engine_gives_the_same_rows_as_one_device(folder, tmp_path):
-    """--engine ray on a local Ray cluster (two CPU actors, the real model): the driver reads and
-    writes, the actors compress; the rows are those of a plain run."""
-    one, ray = tmp_path / "one.db", tmp_path / "ray.db"
-    args = ["compress", str(folder), "--rate", "0.2", "--no-progress", "--batch-size", "2"]
-    assert batch_main(args + ["--db", str(one)]) == 0
-    assert batch_main(args + ["--db", str(ray), "--engine", "ray", "--devices", "cpu,cpu"]) == 0
-    sql = ("select d.path, c.status, c.error, c.kept_text, c.kept_positions, c.segments, c.settings_hash "
-           "from compressions c join documents d on d.id = c.document_id order by d.path, c.chunk")
-    assert _rows(one, sql) == _rows(ray, sql) and len(_rows(one, sql)) >= 6
 
 
 def test_ray_devices_follow_the_cluster():
