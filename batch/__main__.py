@@ -14,8 +14,8 @@ from hyco2.settings import CompressionSettings, add_arguments
 
 from .db import open_db
 from .devices import DevicePool, parse_devices
-from .ray_engine import RayPool
 from .documents import DEFAULT_MAX_BYTES, JSON_FIELDS
+from .ray_engine import RayPool
 from .runner import GENERIC_QUESTION_NOTE, BatchRunner, BatchSettings
 
 EPILOG = f"""

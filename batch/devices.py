@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 
 from hyco2.compressor import CompressionResult, HyCo2Compressor
@@ -142,10 +143,14 @@ class DevicePool:
         first batches, should not wait for model loading (on a 4-GPU host a 4,096-document run with the
         workers starting inside it took 15.8 s, against 11.0 s on one device whose model loads first)."""
         pids: set[int] = set()
-        for _ in range(4):
-            pids |= {f.result() for f in [self.pool.submit(_ready) for _ in self.devices]}
-            if len(pids) >= len(self.devices):
-                return
+        try:
+            for _ in range(4):
+                pids |= {f.result() for f in [self.pool.submit(_ready) for _ in self.devices]}
+                if len(pids) >= len(self.devices):
+                    return
+        except BrokenProcessPool:
+            raise HyCo2Error(f"a worker process for --devices {','.join(self.devices)} failed to start (its "
+                             "model did not load); run with --device on one of them to see why") from None
 
     def submit(self, items: Items) -> Future:
         return self.pool.submit(_work, items)

@@ -91,6 +91,8 @@ def profiled_step(comp, items, cfg: DistillConfig) -> dict:
 
 def throughput(args, items, batch_size: int, compile: bool) -> dict:
     comp = load(args)
+    if comp.backbone.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     cfg = DistillConfig(target="gold", batch_size=batch_size, steps=args.steps, save_every=0, compile=compile,
                         rank_weight=1.0, max_paragraphs=args.max_paragraphs)
     with tempfile.TemporaryDirectory() as tmp:
