@@ -14,11 +14,11 @@ from tqdm.auto import tqdm
 from .backbone import DEFAULT_BACKBONE, Backbone, load_backbone
 from .baselines import Selector, get_selector
 from .config import HyCo2Config
-from .counting import count_cl100k
+from .counting import count_cl100k, count_cl100k_batch
 from .decoder import forward_on_targets, target_nll
 from .batching import length_batches
 from .chunking import chunk_bounds, join_documents, sub_context
-from .encoder import ContextEncoder, TokenizedContext, tokenize_context
+from .encoder import ContextEncoder, TokenizedContext, tokenize_context, tokenize_contexts
 from .errors import ContextTooLongError, EmptyInputError, HyCo2OutOfMemoryError, InvalidSettingError
 from .modeling import HyCo2Model
 from .prompting import KEPT, SOFT, embed_prompt, left_pad, prompt_parts, qa_user_text
@@ -318,7 +318,7 @@ class HyCo2Compressor:
         pick = self.selector_for(s)
         texts = [as_text(c, "context") for c in contexts]
         qs = [self._question(q) for q in questions]
-        toks = [tokenize_context(self.backbone, t) for t in texts]
+        toks = tokenize_contexts(self.backbone, texts)
         over = [i for i, t in enumerate(toks) if len(t) > self.max_context_tokens]
         if over and not s.classifier_selects:  # peers read one window: refuse before any work
             raise ContextTooLongError(max(len(toks[i]) for i in over), self.max_context_tokens)
@@ -401,6 +401,7 @@ class HyCo2Compressor:
             soft_all, logits = self.model(self.encoder.encode(chunk, qs))
             soft_all, probs_all = soft_all.float().cpu(), torch.sigmoid(logits).float().cpu()
         share = (time.perf_counter() - t0) / len(chunk)
+        context_counts = count_cl100k_batch([ctx.text for ctx in chunk])
         out = []
         for i, (ctx, q) in enumerate(zip(chunk, qs)):
             t_sel = time.perf_counter()
@@ -416,7 +417,7 @@ class HyCo2Compressor:
                 context=ctx.text, question=q, method=s.label, kept_positions=sel.positions, kept_token_ids=kept_ids,
                 kept_spans=[ctx.offsets[p] for p in sel.positions], kept_text=kept_text, probabilities=sel.scores,
                 soft_embeddings=None if soft_all is None else soft_all[i], context_tokens=len(ctx),
-                cl100k_context_tokens=count_cl100k(ctx.text), cl100k_kept_tokens=count_cl100k(kept_text),
+                cl100k_context_tokens=context_counts[i], cl100k_kept_tokens=count_cl100k(kept_text),
                 timings={"encode_s": share, "select_s": now - t_sel, "total_s": share + (now - t_sel)},
                 untrained=self.untrained if s.soft else False, checkpoint=self.checkpoint if s.soft else "",
                 forward_passes=int(s.soft) + sel.forward_passes, tokenized=ctx,

@@ -53,9 +53,21 @@ def span_positions(ctx: TokenizedContext, spans: list[tuple[int, int]]) -> list[
 
 
 def tokenize_context(backbone: Backbone, text: str) -> TokenizedContext:
-    enc = backbone.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    offsets = [tuple(o) for o in enc["offset_mapping"]]
-    return TokenizedContext(text, list(enc["input_ids"]), offsets, word_ids_from_offsets(text, offsets))
+    return tokenize_contexts(backbone, [text])[0]
+
+
+def tokenize_contexts(backbone: Backbone, texts: list[str], max_tokens: int | None = None,
+                      chunk: int = 1024) -> list[TokenizedContext]:
+    """Many texts in one call of the fast tokenizer per ``chunk`` texts (its batch path: far less Python
+    per text than one call each), optionally truncated to ``max_tokens``."""
+    out: list[TokenizedContext] = []
+    for start in range(0, len(texts), chunk):
+        part = texts[start:start + chunk]
+        enc = backbone.tokenizer(part, add_special_tokens=False, return_offsets_mapping=True)
+        for text, ids, offs in zip(part, enc["input_ids"], enc["offset_mapping"]):
+            offsets = [tuple(o) for o in offs][:max_tokens]
+            out.append(TokenizedContext(text, list(ids)[:max_tokens], offsets, word_ids_from_offsets(text, offsets)))
+    return out
 
 
 @dataclass
@@ -80,7 +92,8 @@ class ContextEncoder:
 
     @torch.no_grad()
     def encode(self, contexts: list[TokenizedContext], questions: list[str | None]) -> EncodedBatch:
-        return self.encode_ids([self.question_ids(q) for q in questions], [c.ids for c in contexts])
+        once = {q: self.question_ids(q) for q in dict.fromkeys(questions)}  # a batch often shares its question
+        return self.encode_ids([once[q] for q in questions], [c.ids for c in contexts])
 
     @torch.no_grad()
     def encode_ids(self, q_ids: list[list[int]], ctx_ids: list[list[int]]) -> EncodedBatch:

@@ -1,7 +1,7 @@
 """Input validation: turn whatever the user passed into clean text, or fail clearly."""
 from __future__ import annotations
 
-import unicodedata
+import re
 
 from .errors import EmptyInputError, InvalidTextError
 
@@ -12,6 +12,9 @@ DOCUMENT_SEPARATOR = "\n\n"
 #: Share of control characters (other than tab/newline/carriage return) above which a string is
 #: treated as binary data that was decoded by accident.
 MAX_CONTROL_SHARE = 0.01
+#: Unicode categories Cc (controls) and Cs (surrogates) but tab, newline and carriage return: one regex
+#: scan instead of a category lookup per character (which cost ~0.15 ms a SQuAD paragraph).
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def as_text(value: str | bytes | None, what: str = "context") -> str:
@@ -37,9 +40,7 @@ def as_text(value: str | bytes | None, what: str = "context") -> str:
         raise InvalidTextError(f"The {what} contains NUL bytes: it looks like a binary file, not text.")
     if not value.strip():
         raise EmptyInputError(f"The {what} is empty: pass a non-empty text.")
-    control = sum(
-        1 for ch in value if ch not in "\t\n\r" and unicodedata.category(ch) in ("Cc", "Cs")
-    )
+    control = len(_CONTROL.findall(value))
     if control > MAX_CONTROL_SHARE * len(value):
         raise InvalidTextError(
             f"The {what} is {control / len(value):.0%} control characters: it looks like binary data, not text."

@@ -1,6 +1,6 @@
 import tiktoken
 
-from hyco2.counting import cl100k, count_cl100k
+from hyco2.counting import cl100k, count_cl100k, count_cl100k_batch
 
 
 def test_offline_encoding_matches_cl100k_ids():
@@ -12,3 +12,8 @@ def test_offline_encoding_matches_cl100k_ids():
 def test_special_token_text_is_counted_as_text():
     assert count_cl100k("<|endoftext|>") > 1
     assert isinstance(cl100k(), tiktoken.Encoding)
+
+
+def test_batch_counts_equal_one_by_one():
+    texts = ["The Normans were in Normandy.", "<|endoftext|> as text", "", "Ünïcödé, 1066 — ok"]
+    assert count_cl100k_batch(texts) == [count_cl100k(t) for t in texts]

@@ -1,6 +1,6 @@
 import torch
 
-from hyco2.encoder import ContextEncoder, tokenize_context, word_ids_from_offsets
+from hyco2.encoder import ContextEncoder, tokenize_context, tokenize_contexts, word_ids_from_offsets
 
 
 def test_words_split_at_whitespace_only():
@@ -46,3 +46,14 @@ def test_split_states_matches_slicing_each_row():
         assert not enc.question_states[i, q:].any() and not enc.context_states[i, c:].any()  # padding zeroed
         assert enc.question_mask[i].tolist() == [j < q for j in range(5)]
         assert enc.context_mask[i].tolist() == [j < c for j in range(6)]
+
+
+def test_batched_tokenisation_equals_one_text_at_a_time(tiny_backbone):
+    from tests.conftest import PARAGRAPH
+
+    texts = [PARAGRAPH, "Short one.", PARAGRAPH[:50] + "  spaced   out\n\nlines"]
+    one = [tokenize_context(tiny_backbone, t) for t in texts]
+    many = tokenize_contexts(tiny_backbone, texts, chunk=2)  # two calls of the tokenizer
+    assert [(c.ids, c.offsets, c.words) for c in many] == [(c.ids, c.offsets, c.words) for c in one]
+    short = tokenize_contexts(tiny_backbone, texts, max_tokens=5)
+    assert all(len(c.ids) == len(c.offsets) == len(c.words) == min(5, len(o)) for c, o in zip(short, one))

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from ..backbone import Backbone
 from ..decoder import (attention_implementation, bf16_autocast, end_of_turn, forward_on_targets, logits_at,
                        right_padded_forward)
-from ..encoder import ContextEncoder, TokenizedContext, span_positions, word_ids_from_offsets
+from ..encoder import ContextEncoder, TokenizedContext, span_positions, tokenize_contexts
 from ..metrics import best_over_golds, contains
 from ..prompting import KEPT, SOFT, prompt_parts, qa_user_text
 from ..selector import keep_count, select_words_by_budget
@@ -61,14 +61,7 @@ def qa_prompt_ids(backbone: Backbone, question: str, doc_slot: str) -> tuple[lis
 def tokenize_paragraphs(backbone: Backbone, texts: list[str], max_tokens: int) -> dict[str, TokenizedContext]:
     """Each distinct paragraph tokenised once (batched fast tokenizer), truncated to ``max_tokens``."""
     uniq = list(dict.fromkeys(texts))
-    out: dict[str, TokenizedContext] = {}
-    for start in range(0, len(uniq), 1024):
-        chunk = uniq[start:start + 1024]
-        enc = backbone.tokenizer(chunk, add_special_tokens=False, return_offsets_mapping=True)
-        for text, ids, offs in zip(chunk, enc["input_ids"], enc["offset_mapping"]):
-            offs = [tuple(o) for o in offs][:max_tokens]
-            out[text] = TokenizedContext(text, list(ids)[:max_tokens], offs, word_ids_from_offsets(text, offs))
-    return out
+    return dict(zip(uniq, tokenize_contexts(backbone, uniq, max_tokens)))
 
 
 # ---------------------------------------------------------------------------------------------- teacher
