@@ -38,40 +38,27 @@ def parse_devices(spec: str | None) -> list[str]:
 
 def compress_items(comp: HyCo2Compressor, items: Items, settings: CompressionSettings, batch_size: int,
                    batch_tokens: int | None = None) -> tuple[list[CompressionResult | Exception], int]:
-    """Compress with the largest batch that fits; on out-of-memory, halve and retry. One bad item does
-    not sink its batch (retried one by one). Returns the results (in the items' order) and the batch
-    size that worked. Items are batched by length (longest first) so a short text does not pad to a
-    long one: the runner hands over several batches' worth at once for that."""
-    order = sorted(range(len(items)), key=lambda i: -len(items[i][2]))
-    by_length = [items[i] for i in order]
-    results, size = _compress_in_order(comp, by_length, settings, batch_size, batch_tokens)
-    out: list[CompressionResult | Exception] = [None] * len(items)  # type: ignore[list-item]
-    for pos, i in enumerate(order):
-        out[i] = results[pos]
-    return out, size
-
-
-def _compress_in_order(comp: HyCo2Compressor, items: Items, settings: CompressionSettings, batch_size: int,
-                       batch_tokens: int | None) -> tuple[list[CompressionResult | Exception], int]:
+    """Compress with the largest batch that fits; on out-of-memory, halve and retry. All items go to
+    ``compress_batch`` at once, which batches them by length (hyco2.batching), so a short text does not
+    pad to a long one: the runner hands over several batches' worth for that. One bad item does not
+    sink the rest (they are retried one by one). Returns the results, in the items' order, and the
+    batch size that worked."""
     size = batch_size
     while True:
         try:
-            out: list[CompressionResult | Exception] = []
-            for b in range(0, len(items), size):
-                part = items[b:b + size]
-                try:
-                    out.extend(comp.compress_batch([t for _, _, t in part], [q for q, _, _ in part],
-                                                   settings=settings, batch_size=size,
-                                                   batch_tokens=batch_tokens))
-                except HyCo2OutOfMemoryError:
-                    raise
-                except HyCo2Error:
-                    for q, _, t in part:
-                        try:
-                            out.append(comp.compress(t, q, settings=settings))
-                        except HyCo2Error as exc:
-                            out.append(exc)
-            return out, size
+            try:
+                return comp.compress_batch([t for _, _, t in items], [q for q, _, _ in items], settings=settings,
+                                           batch_size=size, batch_tokens=batch_tokens), size
+            except HyCo2OutOfMemoryError:
+                raise
+            except HyCo2Error:
+                out: list[CompressionResult | Exception] = []
+                for q, _, t in items:
+                    try:
+                        out.append(comp.compress(t, q, settings=settings))
+                    except HyCo2Error as exc:
+                        out.append(exc)
+                return out, size
         except HyCo2OutOfMemoryError as exc:
             if size == 1:
                 return [exc] * len(items), size
