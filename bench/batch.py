@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from qa import PeakMemory, machine
+from qa import PeakMemory, machine, sync
 from hyco2 import HyCo2Compressor
 from hyco2.backbone import QUANTIZE_CHOICES
 from hyco2.batching import length_batches
@@ -51,11 +51,6 @@ def paragraphs(path: Path, n: int) -> list[str]:
     if len(out) < n:
         raise SystemExit(f"{path} has only {len(out)} paragraphs; ask for fewer --docs")
     return out
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 @torch.no_grad()

@@ -77,6 +77,12 @@ class PeakMemory:
             self._thread.join()
 
 
+def sync(device: torch.device) -> None:
+    """Wait for the GPU's queued work, so a wall-clock timing covers it (no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def machine() -> str:
     if torch.cuda.is_available():
         return torch.cuda.get_device_name()

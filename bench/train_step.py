@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from qa import SHARED, machine
+from qa import SHARED, PeakMemory, machine, sync
 from hyco2 import HyCo2Compressor
 from hyco2.decoder import bf16_autocast
 from hyco2.selector import add_question_match
@@ -39,11 +39,6 @@ def load(args) -> HyCo2Compressor:
     if args.question_classifier:
         add_question_match(comp.model)
     return comp
-
-
-def sync(dev: torch.device) -> None:
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
 
 
 def profiled_step(comp, items, cfg: DistillConfig) -> dict:
@@ -91,17 +86,14 @@ def profiled_step(comp, items, cfg: DistillConfig) -> dict:
 
 def throughput(args, items, batch_size: int, compile: bool) -> dict:
     comp = load(args)
-    if comp.backbone.device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
     cfg = DistillConfig(target="gold", batch_size=batch_size, steps=args.steps, save_every=0, compile=compile,
                         rank_weight=1.0, max_paragraphs=args.max_paragraphs)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, PeakMemory(comp.backbone.device) as mem:
         t0 = time.perf_counter()
         summary = train_distill(comp, items, cfg, Path(tmp), progress=False)
     return {"batch_size": batch_size, "compile": compile, "steps": summary["steps_done"],
             "seconds": round(time.perf_counter() - t0, 1),
-            "steady_samples_per_s": summary["steady_samples_per_s_per_gpu"],
-            "peak_mib": round(torch.cuda.max_memory_allocated() / 2**20) if comp.backbone.device.type == "cuda" else None}
+            "steady_samples_per_s": summary["steady_samples_per_s_per_gpu"], "peak_mib": round(mem.peak)}
 
 
 def main(argv: list[str] | None = None) -> int:
