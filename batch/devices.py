@@ -8,7 +8,7 @@ writer — so a run on four GPUs is resumable exactly like a run on one (a docum
 from __future__ import annotations
 
 import multiprocessing as mp
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 
@@ -73,7 +73,7 @@ def slim(r: CompressionResult | Exception) -> CompressionResult | Exception:
     return replace(r, context="", tokenized=None, probabilities=None)
 
 
-# -------------------------------------------------------------------- in each worker (process or Ray actor)
+# -------------------------------------------------------------------- in each worker (process, thread or Ray actor)
 class DeviceWorker:
     """One compressor on one device, compressing batches of items: the body of a worker process
     (DevicePool) and of a Ray actor (batch.ray_engine.RayPool) alike."""
@@ -87,6 +87,14 @@ class DeviceWorker:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // share))  # workers on one host share its cores
         self.comp = HyCo2Compressor.from_pretrained(checkpoint, model=model, quantize=quantize, device=device)
         self.settings, self.batch_size, self.batch_tokens = settings, batch_size, batch_tokens
+
+    @classmethod
+    def around(cls, comp: HyCo2Compressor, settings: CompressionSettings, batch_size: int,
+               batch_tokens: int | None) -> "DeviceWorker":
+        """A worker around a compressor that is already loaded (the one-device run's own)."""
+        worker = cls.__new__(cls)
+        worker.comp, worker.settings, worker.batch_size, worker.batch_tokens = comp, settings, batch_size, batch_tokens
+        return worker
 
     def __call__(self, items: Items) -> list[CompressionResult | Exception]:
         out, self.batch_size = compress_items(self.comp, items, self.settings, self.batch_size, self.batch_tokens)
@@ -111,6 +119,25 @@ def _ready() -> int:
     import os
 
     return os.getpid()
+
+
+class LocalPool:
+    """One device, in this process, behind the pools' interface: the run's own compressor in one
+    background thread. Why: the runner then reads, hashes and writes other documents while a batch is
+    on the device (a GPU forward and the tokenizers leave the interpreter lock free), instead of
+    taking turns with it."""
+
+    def __init__(self, comp: HyCo2Compressor, settings: CompressionSettings, batch_size: int,
+                 batch_tokens: int | None = None):
+        self.devices = [str(comp.backbone.device)]
+        self.worker = DeviceWorker.around(comp, settings, batch_size, batch_tokens)
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="hyco2-compress")
+
+    def submit(self, items: Items) -> Future:
+        return self.pool.submit(self.worker, items)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 class DevicePool:

@@ -23,7 +23,7 @@ from hyco2.encoder import GENERIC_INSTRUCTION, tokenize_context
 from hyco2.errors import HyCo2Error, HyCo2OutOfMemoryError
 from hyco2.settings import CompressionSettings
 
-from .devices import DevicePool, compress_items
+from .devices import DevicePool, LocalPool
 from .documents import DEFAULT_MAX_BYTES, JSON_FIELDS, Found, discover, extract_text, sha256
 
 
@@ -108,11 +108,12 @@ class BatchRunner:
         self.batch_tokens = batch_tokens  # padded tokens a forward may hold (None: rows only)
         self.workers = max(1, workers)
         self.progress = progress
-        self.pool = pool  # several devices: batches go to worker processes; this process writes
+        self.pool = pool  # several devices: batches go to worker processes; None: this process's device
         # one device: hand over 8 batches' worth at once, so they are batched by length (measured on the
         # 2-core CPU: padding in file order cost ~40% of a batch-8 forward); several: one batch each, so
         # every worker has work
         self.pool_batches = 1 if pool is not None else 8
+        self._pool: DevicePool | LocalPool | None = None  # the pool of the run under way
         self.ckpt = checkpoint_sha(comp)
         self.key = settings.output_key(comp.backbone.name, self.ckpt)
         self.limit = settings.chunk_tokens or comp.max_context_tokens
@@ -165,7 +166,9 @@ class BatchRunner:
             todo = [f for f in found if not f.skip_reason]
             bar = tqdm(total=len(todo), unit="doc", disable=not self.progress, desc="compress")
             pending: list[_Doc] = []
+            n_items = 0
             inflight: deque[tuple[list[_Doc], Future | None]] = deque()
+            self._pool = self.pool or LocalPool(self.comp, self.c, self.batch_size, self.batch_tokens)
             with ThreadPoolExecutor(self.workers) as readers:
                 for f, raw, err in readers.map(self._read, todo):
                     doc = self._prepare(f, raw, err)
@@ -174,9 +177,10 @@ class BatchRunner:
                         bar.update(1)
                         continue
                     pending.append(doc)
-                    if sum(len(d.items) for d in pending) >= self.batch_size * self.pool_batches:
+                    n_items += len(doc.items)
+                    if n_items >= self.batch_size * self.pool_batches:
                         self._flush(run_id, pending, bar, inflight)
-                        pending = []
+                        pending, n_items = [], 0
                 if pending:
                     self._flush(run_id, pending, bar, inflight)
             while inflight:
@@ -187,6 +191,9 @@ class BatchRunner:
             status = "interrupted"
             raise
         finally:
+            if self._pool is not None and self._pool is not self.pool:
+                self._pool.close()  # the run's own thread (a pool given to the runner is the caller's)
+            self._pool = None
             self.db["runs"].update(run_id, {
                 "finished_at": _now(), "status": status, "documents_done": self.stats["done"],
                 "documents_skipped": self.stats["skipped"], "errors": self.stats["errors"],
@@ -226,20 +233,12 @@ class BatchRunner:
         doc.items = [(q, i, c) for q in questions for i, c in enumerate(chunks)]
         return doc
 
-    def _compress(self, items: list[tuple[str | None, int, str]]) -> list[CompressionResult | Exception]:
-        """Compress with the largest batch that fits (halved on out-of-memory, and kept halved)."""
-        out, self.batch_size = compress_items(self.comp, items, self.c, self.batch_size, self.batch_tokens)
-        return out
-
     def _flush(self, run_id: int, docs: list[_Doc], bar, inflight: deque) -> None:
-        """Compress ``docs`` and write them; with a device pool, hand them to a worker and write the
-        oldest batches in flight once more than two per device are out."""
+        """Hand ``docs`` to the pool (a worker compresses them while this process goes on reading) and
+        write the oldest batches in flight once more than two per device are out."""
         items = [it for d in docs if d.error is None for it in d.items]
-        if self.pool is None:
-            self._write(run_id, docs, self._compress(items) if items else [], bar)
-            return
-        inflight.append((docs, self.pool.submit(items) if items else None))
-        while len(inflight) > 2 * len(self.pool.devices):
+        inflight.append((docs, self._pool.submit(items) if items else None))
+        while len(inflight) > 2 * len(self._pool.devices):
             self._write_oldest(run_id, inflight, bar)
 
     def _write_oldest(self, run_id: int, inflight: deque, bar) -> None:

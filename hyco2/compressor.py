@@ -25,6 +25,7 @@ from .prompting import KEPT, SOFT, embed_prompt, left_pad, prompt_parts, qa_user
 from .selector import ClassifierSelector, keep_count
 from .settings import CompressionSettings
 from .text import DOCUMENT_SEPARATOR, as_text
+from .transfer import HostCopy
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,19 @@ class CompressionResult:
             "document_counts": self.document_counts() if self.documents else None,
             "rate_adjusted": self.rate_adjusted,
         }
+
+
+@dataclass
+class _QueuedChunk:
+    """A batch whose encoder pass is queued (:meth:`HyCo2Compressor._queue_chunk`): its rows' indices in
+    the caller's list, its contexts and questions, the pass's outputs on their way to the host, and the
+    seconds queueing took (all of the pass on the CPU)."""
+
+    rows: list[int]
+    chunk: list[TokenizedContext]
+    questions: list[str | None]
+    outputs: HostCopy | None
+    queue_s: float
 
 
 @dataclass
@@ -325,11 +339,22 @@ class HyCo2Compressor:
         fits = [i for i, t in enumerate(toks) if len(t) <= self.max_context_tokens]
         groups = length_batches([len(toks[i]) for i in fits], batch_size, batch_tokens)
         results: list[CompressionResult | None] = [None] * len(toks)
+        queued: _QueuedChunk | None = None  # on a GPU, one batch computes while the one before is finished
+
+        def finish(q: _QueuedChunk) -> None:
+            for i, r in zip(q.rows, self._finish_chunk(q, s, pick)):
+                results[i] = r
+
         for group in tqdm(groups, desc="compressing", unit="batch", disable=not progress or len(groups) < 2):
             ids = [fits[j] for j in group]
             with _friendly_oom():
-                for i, r in zip(ids, self._compress_chunk([toks[i] for i in ids], [qs[i] for i in ids], s, pick)):
-                    results[i] = r
+                nxt = self._queue_chunk(ids, [toks[i] for i in ids], [qs[i] for i in ids], s)
+                if queued is not None:
+                    finish(queued)
+            queued = nxt
+        if queued is not None:
+            with _friendly_oom():
+                finish(queued)
         for i in over:  # longer than one window: chunked, one result each
             results[i] = self._compress_long([texts[i]], qs[i], s, progress, tokenized=toks[i])
         return results  # type: ignore[return-value]
@@ -391,34 +416,48 @@ class HyCo2Compressor:
         )
 
     @torch.no_grad()
-    def _compress_chunk(self, chunk: list[TokenizedContext], qs: list[str | None], s: CompressionSettings,
-                        pick: Selector) -> list[CompressionResult]:
-        """Contexts that fit one window: HyCo2's encoder pass (soft tokens and keep probabilities, batched)
-        when the method has soft tokens, then each context's selection through ``pick``."""
+    def _queue_chunk(self, rows: list[int], chunk: list[TokenizedContext], qs: list[str | None],
+                     s: CompressionSettings) -> "_QueuedChunk":
+        """HyCo2's encoder pass (soft tokens and keep probabilities) for contexts that fit one window,
+        when the method has soft tokens. On a GPU this returns once the pass is queued, its results on
+        their way to host memory (:mod:`hyco2.transfer`), so that the caller can finish the previous
+        batch's host work while the GPU computes; on the CPU it returns when done."""
         t0 = time.perf_counter()
-        soft_all = probs_all = None
+        outputs = None
         if s.soft:
-            soft_all, logits = self.model(self.encoder.encode(chunk, qs))
-            soft_all, probs_all = soft_all.float().cpu(), torch.sigmoid(logits).float().cpu()
-        share = (time.perf_counter() - t0) / len(chunk)
-        context_counts = count_cl100k_batch([ctx.text for ctx in chunk])
-        out = []
-        for i, (ctx, q) in enumerate(zip(chunk, qs)):
+            soft, logits = self.model(self.encoder.encode(chunk, qs))
+            outputs = HostCopy(soft.float(), torch.sigmoid(logits).float())
+        return _QueuedChunk(rows, chunk, qs, outputs, time.perf_counter() - t0)
+
+    def _finish_chunk(self, q: "_QueuedChunk", s: CompressionSettings, pick: Selector) -> list[CompressionResult]:
+        """Each context's selection through ``pick`` (the classifier reads the pass's probabilities: no
+        second forward), its kept text and cl100k counts."""
+        soft_all = probs_all = None
+        t0 = time.perf_counter()
+        if q.outputs is not None:
+            soft_all, probs_all = q.outputs.wait()
+        share = (q.queue_s + time.perf_counter() - t0) / len(q.chunk)  # the caller's time on the pass
+        context_counts = count_cl100k_batch([ctx.text for ctx in q.chunk])
+        picked = []
+        for i, (ctx, question) in enumerate(zip(q.chunk, q.questions)):
             t_sel = time.perf_counter()
             n_keep = self._n_keep(len(ctx), s)
-            if s.classifier_selects:  # the classifier reads the pass above: no second forward
+            if s.classifier_selects:
                 sel = pick.select_scored(ctx, probs_all[i, : len(ctx)].tolist(), n_keep)
             else:
-                sel = pick.select(self.encoder, ctx, q, n_keep, seed=s.seed)
+                sel = pick.select(self.encoder, ctx, question, n_keep, seed=s.seed)
             kept_ids = [ctx.ids[p] for p in sel.positions]
-            kept_text = self.backbone.tokenizer.decode(kept_ids)
-            now = time.perf_counter()
+            picked.append((sel, kept_ids, self.backbone.tokenizer.decode(kept_ids), time.perf_counter() - t_sel))
+        kept_counts = count_cl100k_batch([kept_text for _, _, kept_text, _ in picked])
+        out = []
+        for i, (ctx, question) in enumerate(zip(q.chunk, q.questions)):
+            sel, kept_ids, kept_text, select_s = picked[i]
             out.append(CompressionResult(
-                context=ctx.text, question=q, method=s.label, kept_positions=sel.positions, kept_token_ids=kept_ids,
-                kept_spans=[ctx.offsets[p] for p in sel.positions], kept_text=kept_text, probabilities=sel.scores,
-                soft_embeddings=None if soft_all is None else soft_all[i], context_tokens=len(ctx),
-                cl100k_context_tokens=context_counts[i], cl100k_kept_tokens=count_cl100k(kept_text),
-                timings={"encode_s": share, "select_s": now - t_sel, "total_s": share + (now - t_sel)},
+                context=ctx.text, question=question, method=s.label, kept_positions=sel.positions,
+                kept_token_ids=kept_ids, kept_spans=[ctx.offsets[p] for p in sel.positions], kept_text=kept_text,
+                probabilities=sel.scores, soft_embeddings=None if soft_all is None else soft_all[i],
+                context_tokens=len(ctx), cl100k_context_tokens=context_counts[i], cl100k_kept_tokens=kept_counts[i],
+                timings={"encode_s": share, "select_s": select_s, "total_s": share + select_s},
                 untrained=self.untrained if s.soft else False, checkpoint=self.checkpoint if s.soft else "",
                 forward_passes=int(s.soft) + sel.forward_passes, tokenized=ctx,
             ))

@@ -11,6 +11,7 @@ import torch
 
 from .backbone import Backbone
 from .decoder import right_padded_forward
+from .transfer import to_device
 
 #: Used when the caller gives no question: a generic, documented instruction.
 GENERIC_INSTRUCTION = "Summarize the key facts of the document."
@@ -103,16 +104,17 @@ class ContextEncoder:
         ids = torch.full((B, L), bb.tokenizer.pad_token_id, dtype=torch.long)
         for i, (q, c) in enumerate(zip(q_ids, ctx_ids)):
             ids[i, : len(q) + len(c)] = torch.tensor(q + c)
-        out = right_padded_forward(bb.model, input_ids=ids.to(bb.device))  # right-padded: no mask needed
+        out = right_padded_forward(bb.model, input_ids=to_device(ids, bb.device))  # right-padded: no mask needed
         return split_states(out.last_hidden_state.float(), [len(q) for q in q_ids], [len(c) for c in ctx_ids])
 
 
 def split_states(states: torch.Tensor, q_lens: list[int], c_lens: list[int]) -> EncodedBatch:
     """Cut ``[question][context]`` rows of (B, L, D) states into two right-padded parts, with one gather
-    each (no per-example copies: this runs on every training step)."""
+    each (no per-example copies: this runs on every training step). The lengths travel without waiting
+    for the forward that made ``states`` (:func:`hyco2.transfer.to_device`)."""
     dev = states.device
-    ql = torch.tensor(q_lens, device=dev)
-    cl = torch.tensor(c_lens, device=dev)
+    ql = to_device(torch.tensor(q_lens), dev)
+    cl = to_device(torch.tensor(c_lens), dev)
     Lq, Lc = max(q_lens), max(max(c_lens), 1)
     qpos = torch.arange(Lq, device=dev)[None, :].expand(len(q_lens), -1)
     cpos = torch.arange(Lc, device=dev)[None, :] + ql[:, None]

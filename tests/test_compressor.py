@@ -40,14 +40,18 @@ def test_threshold_mode(tiny):
         tiny.compress(PARAGRAPH, "q?", threshold=0.5, method="random")
 
 
-def test_batch_equals_single(tiny):
+@pytest.mark.parametrize("batch_size", [8, 1])  # 1: three batches, each queued before the last is finished
+def test_batch_equals_single(tiny, batch_size):
     texts = [PARAGRAPH, "A second, much shorter document about rivers.", PARAGRAPH[:120]]
     qs = ["Who built it?", None, "How tall?"]
-    batch = tiny.compress_batch(texts, qs, rate=0.3)
+    batch = tiny.compress_batch(texts, qs, rate=0.3, batch_size=batch_size)
     for t, q, b in zip(texts, qs, batch):
         one = tiny.compress(t, q, rate=0.3)
-        assert one.kept_positions == b.kept_positions
+        assert b.context == t and b.question == q
+        assert one.kept_positions == b.kept_positions and one.kept_text == b.kept_text
+        assert (one.cl100k_context_tokens, one.cl100k_kept_tokens) == (b.cl100k_context_tokens, b.cl100k_kept_tokens)
         assert torch.allclose(one.soft_embeddings, b.soft_embeddings, atol=1e-4)
+        assert b.timings["encode_s"] > 0 and b.timings["total_s"] >= b.timings["select_s"]
 
 
 @pytest.mark.parametrize("context, error", [("", EmptyInputError), ("  \n", EmptyInputError),

@@ -1,0 +1,30 @@
+"""Host ↔ device copies (hyco2.transfer): the same values, wherever they run."""
+import pytest
+import torch
+
+from hyco2.transfer import HostCopy, to_device
+
+
+def test_to_device_on_cpu_is_the_same_tensor_values():
+    t = torch.arange(6).reshape(2, 3)
+    out = to_device(t, torch.device("cpu"))
+    assert out.device.type == "cpu" and torch.equal(out, t)
+
+
+def test_host_copy_returns_the_values_on_the_host():
+    a, b = torch.randn(3, 4), torch.rand(2)
+    got = HostCopy(a, b).wait()
+    assert [t.device.type for t in got] == ["cpu", "cpu"]
+    assert torch.equal(got[0], a) and torch.equal(got[1], b)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_queued_copies_on_a_gpu_arrive_whole():
+    dev = torch.device("cuda")
+    x = to_device(torch.arange(1 << 20, dtype=torch.float32), dev)
+    y = x
+    for _ in range(50):  # work queued before the copy
+        y = y + 1
+    got = HostCopy(y, x[:5]).wait()
+    assert got[0].is_pinned() and torch.equal(got[0], torch.arange(1 << 20, dtype=torch.float32) + 50)
+    assert torch.equal(got[1], torch.arange(5, dtype=torch.float32))
