@@ -17,6 +17,10 @@ Rows:
   the main process's and, with several devices, every worker's, which start before the run),
   for each ``--cli-devices`` value (one device, or ``all`` GPUs with one worker process each).
 
+With ``--profile``, one prefill pass and one compress_batch over the same documents also run under
+torch.profiler: wall ms against the device's busy ms (a GPU that waits on the host shows a low busy
+share), kernel launches, and the top kernels.
+
 The documents are written to a temporary folder at run time from the SQuAD file (nothing is copied into
 the repo).
 """
@@ -80,6 +84,27 @@ def prefill(comp: HyCo2Compressor, ids: list[list[int]], batch_size: int, sorted
     return time.perf_counter() - t0
 
 
+def profiled(fn, dev: torch.device) -> dict:
+    """``fn()`` once under torch.profiler: wall ms, the device's busy ms (kernels and copies; one stream,
+    so they do not overlap), kernel launches and the top kernels by device time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+    sync(dev)
+    t0 = time.perf_counter()
+    with profile(activities=activities) as prof:
+        fn()
+        sync(dev)
+    wall = (time.perf_counter() - t0) * 1e3
+    events = prof.key_averages()
+    busy = [e for e in events if getattr(e, "self_device_time_total", 0.0) > 0]
+    top = sorted(busy, key=lambda e: e.self_device_time_total, reverse=True)[:8]
+    return {"wall_ms": round(wall, 1), "device_ms": round(sum(e.self_device_time_total for e in busy) / 1e3, 1),
+            "launches": sum(e.count for e in events if e.key.startswith(("cudaLaunchKernel", "cuLaunchKernel"))),
+            "top": [{"name": e.key[:60], "calls": e.count, "device_ms": round(e.self_device_time_total / 1e3, 1)}
+                    for e in top]}
+
+
 def cli_run(folder: Path, db: Path, device: str, batch_size: int, batch_tokens: int | None, rate: float,
             quantize: str = "auto") -> dict:
     cmd = [sys.executable, "-m", "batch", "compress", str(folder), "--db", str(db), "--rate", str(rate),
@@ -112,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
                         "process a GPU (default: the --device)")
     p.add_argument("--quantize", default="auto", choices=QUANTIZE_CHOICES,
                    help="backbone weights for every row (bf16: bfloat16, ~2x on a CPU with AVX-512 BF16)")
+    p.add_argument("--profile", action="store_true",
+                   help="also profile one prefill and one compress_batch pass (device busy vs wall, top kernels)")
     p.add_argument("--out", default=None, help="JSON file for the rows (default: bench/results/batch-<dev>.json)")
     args = p.parse_args(argv)
     texts = paragraphs(Path(args.data), args.docs)
@@ -153,6 +180,14 @@ def main(argv: list[str] | None = None) -> int:
                         args.batch_tokens, args.rate, args.quantize)
             add(f"CLI end to end ({device})", bs, r["seconds"], None, tokens=r["tokens"], docs=r["docs"],
                 bt=args.batch_tokens)
+    profiles = {}
+    if args.profile and dev.type != "cuda":
+        print("--profile reads the GPU's timeline: nothing to profile on the CPU", file=sys.stderr)
+    elif args.profile:
+        bs = max(args.batch_sizes)
+        profiles["prefill"] = profiled(lambda: prefill(comp, ids, bs, True, args.batch_tokens), dev)
+        profiles["compress_batch"] = profiled(lambda: comp.compress_batch(
+            texts, None, rate=args.rate, batch_size=bs, batch_tokens=args.batch_tokens), dev)
     floor = {r["batch_size"]: r["tokens_per_s"] for r in rows if r["row"] == "prefill, length-sorted, no mask"}
     print(f"\n{len(texts)} SQuAD paragraphs, {n_tokens:,} context tokens, rate {args.rate}, weights "
           f"{comp.backbone.weights}; machine: {machine()}\n")
@@ -163,11 +198,17 @@ def main(argv: list[str] | None = None) -> int:
         peak = "-" if r["peak_mib"] is None else f"{r['peak_mib']:.0f}"
         print(f"| {r['row']} | {batch} | {r['tokens_per_s']:,.0f} | {r['docs_per_s']:.1f} | "
               f"{'-' if rel is None else f'{rel:.2f}'} | {r['seconds']:.2f} | {peak} |")
+    for name, pr in profiles.items():
+        print(f"\n{name} under the profiler: {pr['wall_ms']:.0f} ms wall, device busy {pr['device_ms']:.0f} ms "
+              f"({pr['device_ms'] / pr['wall_ms']:.0%}), {pr['launches']} kernel launches\n\n"
+              "| top kernel | calls | device ms |\n|---|---|---|")
+        for k in pr["top"]:
+            print(f"| {k['name']} | {k['calls']} | {k['device_ms']} |")
     out = Path(args.out or ROOT / "bench" / "results" / f"batch-{'gpu' if dev.type == 'cuda' else 'cpu'}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": machine(), "gpus": torch.cuda.device_count(), "rows": rows,
                                "weights": comp.backbone.weights,
-                               "docs": len(texts), "tokens": n_tokens, "rate": args.rate}, indent=1))
+                               "docs": len(texts), "tokens": n_tokens, "rate": args.rate, "profiles": profiles}, indent=1))
     return 0
 
 

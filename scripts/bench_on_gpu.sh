@@ -6,7 +6,10 @@
 # PARAGRAPHS="1 5 20" picks the K settings; ARGS_K20="--rates 0.06 --limit 400" adds arguments for one K;
 # VALIDATION="..." also measures the validation set (Normans + CCT, K=1) with those bench/qa.py arguments on
 # GPU 0 ($OUT/val.json, .md: for choosing between checkpoints without looking at the measurement set);
-# BATCH_BENCH="..." then runs bench/batch.py with those arguments (results under $OUT too).
+# BATCH_BENCH="..." then runs bench/batch.py with those arguments (results under $OUT too); with
+# BATCH_BASE=FOLDER, also the bench/batch.py of an older checkout in FOLDER (its hyco2, batch and bench,
+# this one's checkpoints), with the same arguments right after: before and after on the same machine.
+# Prepare it here with: git archive REV hyco2 batch bench ':!hyco2/checkpoints' ':!bench/results' | tar -x -C .gpu/base
 set -euo pipefail
 source scripts/gpu_model.sh bench
 CKPT=${1:?checkpoint folder}; shift
@@ -32,7 +35,14 @@ python3 bench/report.py --merge $B/k*-s*.json --out "$OUT/qa-gpu.json" > "$OUT/q
 cat "$OUT/qa-gpu.md"
 (cd $B && tar czf "$OUT/bench-logs.tgz" *.log)
 if [ -n "${BATCH_BENCH:-}" ]; then
+  export TOKENIZERS_PARALLELISM=true  # as a user's run has it (the training calls turn it off)
   python3 bench/batch.py --data /root/data/squad-v1.0-train.json.gz --out "$OUT/batch-gpu.json" $BATCH_BENCH \
     > "$OUT/batch-gpu.md" 2>&1 || true
-  grep -v Warning "$OUT/batch-gpu.md" | tail -n 14
+  grep -v Warning "$OUT/batch-gpu.md" | tail -n 40
+  if [ -n "${BATCH_BASE:-}" ]; then
+    ln -sfn "$PWD/hyco2/checkpoints" "$BATCH_BASE/hyco2/checkpoints"
+    PYTHONPATH=/tmp/site:$PWD/$BATCH_BASE python3 "$BATCH_BASE/bench/batch.py" --data /root/data/squad-v1.0-train.json.gz \
+      --out "$OUT/batch-gpu-base.json" ${BATCH_BENCH/--profile/} > "$OUT/batch-gpu-base.md" 2>&1 || true
+    grep -v Warning "$OUT/batch-gpu-base.md" | tail -n 12
+  fi
 fi

@@ -11,7 +11,8 @@
 #                 teacher cache first, then training sized to end SECONDS after the call's start
 #                 (TARGET=gold|filtered|teacher, PARAS=max paragraphs, RUN=folder name under /root/work (default
 #                 ddp; a new name to continue from an earlier call's checkpoint); BATCH=N per GPU, or auto: the fastest
-#                 row of an earlier profile call, with the learning rate scaled by sqrt(N/64); checkpoint under $OUT)
+#                 row of an earlier profile call, or max: 512 on cards of > 120 GB (H200), else 256 (peak memory
+#                 grows ~linearly: 53 GB at 256); the learning rate scaled by sqrt(N/64); checkpoint under $OUT)
 # Checkpoints and results come back under $OUT.
 set -euo pipefail
 phase=${1:?usage: train_on_gpu.sh part1|part2|ablate SECONDS|profile SECONDS|ddp SECONDS [INIT]}
@@ -64,6 +65,10 @@ elif [ "$phase" = profile ]; then
 elif [ "$phase" = ddp ]; then
   END=$(( $(date +%s) + ${2:-560} )); INIT=${3:-$SHIPPED}
   t0=$(date +%s); cache; echo "teacher cache: $(( $(date +%s) - t0 )) s"
+  if [ "${BATCH:-}" = max ]; then
+    MIB=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | sort -n | head -n 1)
+    BATCH=$([ "$MIB" -gt 120000 ] && echo 512 || echo 256)
+  fi
   STEP="--batch-size ${BATCH:-64}"
   if [ "${BATCH:-}" = auto ]; then
     STEP=$(grep -h '^best:' $W/train-step.md 2>/dev/null | tail -n 1 | cut -d: -f2-); STEP=${STEP:- --batch-size 64}
