@@ -12,6 +12,8 @@ Rows:
   hyco2.decoder.right_padded_forward, as the compressor runs them: the floor the compressor is measured
   against;
 - ``compress_batch``: tokenising, the backbone, the adapter and classifier, selection and cl100k counts;
+- ``--compile``: the prefill and compress_batch rows again after Backbone.compile_layers (compile time
+  reported apart);
 - ``CLI``: ``python -m batch compress`` in a subprocess on a folder of the same paragraphs (reading
   files, hashing, SQLite commits per document), timed by the run's own wall clock (model loads excluded:
   the main process's and, with several devices, every worker's, which start before the run),
@@ -137,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
                         "process a GPU (default: the --device)")
     p.add_argument("--quantize", default="auto", choices=QUANTIZE_CHOICES,
                    help="backbone weights for every row (bf16: bfloat16, ~2x on a CPU with AVX-512 BF16)")
+    p.add_argument("--compile", action="store_true",
+                   help="then compile the backbone's layers (Backbone.compile_layers) and time the prefill and "
+                        "compress_batch rows again")
     p.add_argument("--profile", action="store_true",
                    help="also profile one prefill and one compress_batch pass (device busy vs wall, top kernels)")
     p.add_argument("--out", default=None, help="JSON file for the rows (default: bench/results/batch-<dev>.json)")
@@ -180,6 +185,23 @@ def main(argv: list[str] | None = None) -> int:
                         args.batch_tokens, args.rate, args.quantize)
             add(f"CLI end to end ({device})", bs, r["seconds"], None, tokens=r["tokens"], docs=r["docs"],
                 bt=args.batch_tokens)
+    if args.compile:
+        bs = max(args.batch_sizes)
+        t0 = time.perf_counter()
+        comp.backbone.compile_layers()
+        prefill(comp, ids, bs, True, args.batch_tokens)  # compiles (dynamic shapes: once, or a few times)
+        comp.compress_batch(texts, None, rate=args.rate, batch_size=bs, batch_tokens=args.batch_tokens)
+        print(f"  compiling and warming up: {time.perf_counter() - t0:.1f} s", flush=True)
+        with PeakMemory(dev) as mem:
+            s = prefill(comp, ids, bs, True, args.batch_tokens)
+        add("prefill, length-sorted, compiled layers", bs, s, mem.peak, bt=args.batch_tokens)
+        with PeakMemory(dev) as mem:
+            sync(dev)
+            t0 = time.perf_counter()
+            comp.compress_batch(texts, None, rate=args.rate, batch_size=bs, batch_tokens=args.batch_tokens)
+            sync(dev)
+            s = time.perf_counter() - t0
+        add("compress_batch, compiled layers", bs, s, mem.peak, bt=args.batch_tokens)
     profiles = {}
     if args.profile and dev.type != "cuda":
         print("--profile reads the GPU's timeline: nothing to profile on the CPU", file=sys.stderr)

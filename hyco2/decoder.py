@@ -50,8 +50,11 @@ def right_padded_forward(model, *, input_ids: torch.Tensor | None = None,
     real tokens (position ids count from 0 either way). Without one, SDPA takes its fused causal kernel
     (flash attention on a GPU) instead of a masked one. The pads' own outputs are junk: callers read
     real positions only. Every training and compression pass here is right-padded; generation (left
-    padding, for batched decoding) keeps its mask."""
-    return model.base_model(input_ids=input_ids, inputs_embeds=inputs_embeds, output_attentions=output_attentions)
+    padding, for batched decoding) keeps its mask. No KV cache either: nothing is decoded after these
+    passes, and a cache object per call would also make a compiled layer recompile for every layer
+    (:meth:`hyco2.backbone.Backbone.compile_layers`)."""
+    return model.base_model(input_ids=input_ids, inputs_embeds=inputs_embeds, output_attentions=output_attentions,
+                            use_cache=False)
 
 
 def forward_on_targets(model, prompts: list[torch.Tensor], targets: list[list[int]],

@@ -102,3 +102,22 @@ def test_bf16_weights_load_on_the_cpu_and_keep_the_checkpoint(default_model_dir)
     r = comp.compress("The lighthouse at Karsten Point was built by Maria Lindqvist in 1872.", "Who built it?",
                       budget=4)
     assert r.kept_tokens == 4 and not r.untrained and torch.isfinite(r.soft_embeddings).all()
+
+
+def test_compiled_layers_give_the_same_states_for_any_batch_shape(tokenizer):
+    from tests.conftest import make_tiny_backbone
+    from hyco2.decoder import right_padded_forward
+
+    tiny = make_tiny_backbone(tokenizer, seed=3)
+    shapes = [(3, 17), (5, 40), (1, 9)]
+    xs = [torch.randint(0, 1000, s, generator=torch.Generator().manual_seed(i)) for i, s in enumerate(shapes)]
+    with torch.no_grad():
+        eager = [right_padded_forward(tiny.model, input_ids=x).last_hidden_state for x in xs]
+        tiny.compile_layers()
+        compiled = [right_padded_forward(tiny.model, input_ids=x).last_hidden_state for x in xs]
+        tiny.compile_layers(enable=False)
+        back = right_padded_forward(tiny.model, input_ids=xs[0]).last_hidden_state
+    assert all(layer._compiled_call_impl is None for layer in tiny.model.base_model.layers)
+    for e, c in zip(eager, compiled):
+        assert torch.allclose(e, c, atol=1e-4)
+    assert torch.equal(back, eager[0])

@@ -72,7 +72,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rank-weight", type=float, default=0.0,
                    help="stage 3: weight of the listwise loss that ranks the gold answer's tokens first")
     p.add_argument("--compile", action="store_true",
-                   help="stage 3: torch.compile the frozen backbone's body (see bench/train_step.py for when it pays)")
+                   help="stage 3: torch.compile the frozen backbone's layers (see bench/train_step.py for when it pays)")
     p.add_argument("--question-classifier", action="store_true",
                    help="give the classifier the question match (added to an --init checkpoint at scale 0)")
     p.add_argument("--teacher-cache", default=None, help="teacher cache folder (default: OUT/teacher); "

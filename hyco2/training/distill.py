@@ -204,7 +204,7 @@ class DistillConfig:
     minutes: float | None = None
     save_every: int = 500
     bucket_pool: int = 8  # batches drawn at once and bucketed by context length
-    compile: bool = False  # torch.compile the frozen backbone's body (dynamic shapes) for both passes
+    compile: bool = False  # torch.compile the frozen backbone's layers (Backbone.compile_layers) for both passes
     seed: int = 0
 
 
@@ -472,9 +472,8 @@ def train_distill(compressor, items: list[Item], cfg: DistillConfig, out_dir: Pa
     step_fn = DistillStep(bb, ddp, items, cfg, model.config.num_soft_tokens,
                           random.Random(cfg.seed * 1009 + rank * 7919 + step))
     autocast = bf16_autocast(dev)
-    body = bb.model.base_model
     if cfg.compile:
-        setattr(bb.model, bb.model.base_model_prefix, torch.compile(body, dynamic=True))
+        bb.compile_layers()
     order: list[int] = []
     ready: list[tuple[list[int], list[tuple]]] = []
     shuffle = random.Random(cfg.seed + rank + step)
@@ -520,7 +519,8 @@ def train_distill(compressor, items: list[Item], cfg: DistillConfig, out_dir: Pa
         if rank == 0 and cfg.save_every and step % cfg.save_every == 0:
             _save(state_file, model, opt, step, seen, total)
     bar.close()
-    setattr(bb.model, bb.model.base_model_prefix, body)
+    if cfg.compile:
+        bb.compile_layers(enable=False)
     model.eval()
     for p in params:
         p.requires_grad_(False)
