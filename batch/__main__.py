@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(needs pip install 'hyco2[ray]')")
     c.add_argument("--ray-address", default=None,
                    help="with --engine ray: the cluster to join (default: $RAY_ADDRESS, else a local one)")
+    c.add_argument("--compile", action="store_true",
+                   help="torch.compile the backbone's layers on each device (GPU: the bare forward ~2.8x faster "
+                        "on an H200, after ~20 s of compiling; worth it for large folders)")
     c.add_argument("--workers", type=int, default=2, help="threads that read and extract files")
     c.add_argument("--chunk-tokens", type=int, default=None,
                    help="split longer documents into chunks of this many backbone tokens (default: the window)")
@@ -178,8 +181,10 @@ def main(argv: list[str] | None = None) -> int:
         if len(devices) == 1:
             args.device, devices = devices[0], []
         # with workers elsewhere this process only reads, tokenises and writes: its copy stays on the CPU
+        elsewhere = bool(devices) or ray
         comp = HyCo2Compressor.from_pretrained(args.checkpoint, model=args.model, quantize=args.quantize,
-                                               device="cpu" if devices or ray else args.device)
+                                               device="cpu" if elsewhere else args.device,
+                                               compile=args.compile and not elsewhere)
         settings = BatchSettings(compression=compression, chunk_tokens=args.chunk_tokens,
                                  json_fields=tuple(args.json_fields), store_embeddings=args.store_embeddings,
                                  max_bytes=args.max_bytes)
@@ -187,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             ray and any(k in (args.devices or "") for k in ("cuda", "all")))
         batch_size = args.batch_size or (32 if on_gpu else 1)
         workers = dict(checkpoint=args.checkpoint, model=args.model, quantize=args.quantize, settings=compression,
-                       batch_size=batch_size, batch_tokens=args.batch_tokens)
+                       batch_size=batch_size, batch_tokens=args.batch_tokens, compile=args.compile)
         pool = (RayPool(args.devices, address=args.ray_address, **workers) if ray
                 else DevicePool(devices, **workers) if devices else None)
         runner = BatchRunner(open_db(args.db), comp, settings, questions=questions, default_question=args.question,

@@ -79,13 +79,15 @@ class DeviceWorker:
     (DevicePool) and of a Ray actor (batch.ray_engine.RayPool) alike."""
 
     def __init__(self, device: str, checkpoint: str | None, model: str | None, quantize: str,
-                 settings: CompressionSettings, batch_size: int, batch_tokens: int | None, share: int = 1):
+                 settings: CompressionSettings, batch_size: int, batch_tokens: int | None, compile: bool = False,
+                 share: int = 1):
         import os
 
         import torch
 
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // share))  # workers on one host share its cores
-        self.comp = HyCo2Compressor.from_pretrained(checkpoint, model=model, quantize=quantize, device=device)
+        self.comp = HyCo2Compressor.from_pretrained(checkpoint, model=model, quantize=quantize, device=device,
+                                                    compile=compile)
         self.settings, self.batch_size, self.batch_tokens = settings, batch_size, batch_tokens
 
     @classmethod
@@ -144,12 +146,13 @@ class DevicePool:
     """One worker process per device; each batch of items goes to whichever worker is free."""
 
     def __init__(self, devices: list[str], *, checkpoint: str | None, model: str | None, quantize: str,
-                 settings: CompressionSettings, batch_size: int, batch_tokens: int | None = None):
+                 settings: CompressionSettings, batch_size: int, batch_tokens: int | None = None,
+                 compile: bool = False):
         ctx = mp.get_context("spawn")  # CUDA cannot be forked
         self.devices = devices
         self.pool = ProcessPoolExecutor(len(devices), mp_context=ctx, initializer=_init,
                                         initargs=(devices, ctx.Value("i", 0), checkpoint, model, quantize,
-                                                  settings, batch_size, batch_tokens))
+                                                  settings, batch_size, batch_tokens, compile))
         self._start_all()
 
     def _start_all(self) -> None:

@@ -61,7 +61,7 @@ class RayPool:
 
     def __init__(self, devices: str | None, *, checkpoint: str | None, model: str | None, quantize: str,
                  settings: CompressionSettings, batch_size: int, batch_tokens: int | None = None,
-                 address: str | None = None):
+                 compile: bool = False, address: str | None = None):
         ray = import_ray()
         self.ray, self.started = ray, not ray.is_initialized()
         if self.started:  # address None: a local cluster, or the one $RAY_ADDRESS names
@@ -70,7 +70,8 @@ class RayPool:
         n_cpu = self.devices.count("cpu")
         actor = ray.remote(_Actor)
         self.actors = [actor.options(num_cpus=1, num_gpus=1 if d == "cuda" else 0).remote(
-            d, checkpoint, model, quantize, settings, batch_size, batch_tokens, share=max(1, n_cpu) if d == "cpu" else 1)
+            d, checkpoint, model, quantize, settings, batch_size, batch_tokens, compile,
+            share=max(1, n_cpu) if d == "cpu" else 1)
             for d in self.devices]
         ray.get([a.ready.remote() for a in self.actors])  # models loaded before the run's clock starts
         self.in_flight = [0] * len(self.actors)

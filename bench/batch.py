@@ -13,7 +13,8 @@ Rows:
   against;
 - ``compress_batch``: tokenising, the backbone, the adapter and classifier, selection and cl100k counts;
 - ``--compile``: the prefill and compress_batch rows again after Backbone.compile_layers (compile time
-  reported apart);
+  reported apart), and each CLI row again with ``--compile`` (its compiling happens while the run's
+  clock runs: on a small folder it does not pay);
 - ``CLI``: ``python -m batch compress`` in a subprocess on a folder of the same paragraphs (reading
   files, hashing, SQLite commits per document), timed by the run's own wall clock (model loads excluded:
   the main process's and, with several devices, every worker's, which start before the run),
@@ -108,9 +109,9 @@ def profiled(fn, dev: torch.device) -> dict:
 
 
 def cli_run(folder: Path, db: Path, device: str, batch_size: int, batch_tokens: int | None, rate: float,
-            quantize: str = "auto") -> dict:
+            quantize: str = "auto", compile: bool = False) -> dict:
     cmd = [sys.executable, "-m", "batch", "compress", str(folder), "--db", str(db), "--rate", str(rate),
-           "--batch-size", str(batch_size), "--no-progress", "--quantize", quantize]
+           "--batch-size", str(batch_size), "--no-progress", "--quantize", quantize] + (["--compile"] if compile else [])
     cmd += ["--devices", device] if device == "all" or "," in device else ["--device", device]
     if batch_tokens:
         cmd += ["--batch-tokens", str(batch_tokens)]
@@ -180,11 +181,13 @@ def main(argv: list[str] | None = None) -> int:
         for i, text in enumerate(texts):
             (folder / f"p{i:05d}.txt").write_text(text, encoding="utf-8")
         for device in args.cli_devices or [str(dev)]:
-            bs = max(args.batch_sizes)
-            r = cli_run(folder, Path(tmp) / f"{device.replace(':', '_').replace(',', '+')}.db", device, bs,
-                        args.batch_tokens, args.rate, args.quantize)
-            add(f"CLI end to end ({device})", bs, r["seconds"], None, tokens=r["tokens"], docs=r["docs"],
-                bt=args.batch_tokens)
+            for compiled in (False, True) if args.compile else (False,):
+                bs = max(args.batch_sizes)
+                name = f"{device.replace(':', '_').replace(',', '+')}{'-compiled' if compiled else ''}.db"
+                r = cli_run(folder, Path(tmp) / name, device, bs, args.batch_tokens, args.rate, args.quantize,
+                            compiled)
+                add(f"CLI end to end ({device}{', --compile' if compiled else ''})", bs, r["seconds"], None,
+                    tokens=r["tokens"], docs=r["docs"], bt=args.batch_tokens)
     if args.compile:
         bs = max(args.batch_sizes)
         t0 = time.perf_counter()

@@ -7,6 +7,7 @@ safetensors in a cache folder and loaded from there afterwards (under a second).
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
@@ -15,7 +16,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from filelock import FileLock
@@ -127,6 +128,20 @@ class Backbone:
                 layer.compile(dynamic=True, backend=backend)
             else:
                 layer._compiled_call_impl = None  # what nn.Module.compile set
+
+    @contextlib.contextmanager
+    def eager_layers(self) -> Iterator[None]:
+        """Run the layers eagerly inside the block, compiled or not. Generation wants this: its KV cache
+        differs per layer, which would make the shared compiled graph recompile for every layer."""
+        layers = list(getattr(self.model.base_model, "layers", None) or [])
+        saved = [getattr(layer, "_compiled_call_impl", None) for layer in layers]
+        for layer in layers:
+            layer._compiled_call_impl = None
+        try:
+            yield
+        finally:
+            for layer, impl in zip(layers, saved):
+                layer._compiled_call_impl = impl
 
     def embedding_rms(self) -> float:
         """Root-mean-square of the input embeddings: the scale soft tokens should have."""

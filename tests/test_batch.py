@@ -156,10 +156,12 @@ def test_killed_run_resumes_with_each_document_exactly_once(tmp_path, workers):
 
 
 @pytest.mark.parametrize("workers", [["--devices", "cpu,cpu", "--batch-tokens", "4096"],
-                                     ["--engine", "ray", "--devices", "cpu,cpu"]], ids=["two-workers", "ray"])
+                                     ["--engine", "ray", "--devices", "cpu,cpu"], ["--compile"]],
+                         ids=["two-workers", "ray", "compiled"])
 def test_several_workers_give_the_same_rows_as_one(folder, tmp_path, workers):
     """--devices: one worker process per device; --engine ray: one actor per device on a local Ray
-    cluster (the real model on CPU). One writer either way; the rows are those of a plain run."""
+    cluster (the real model on CPU); --compile: this process's device with compiled layers. One writer
+    either way; the rows are those of a plain run."""
     one, two = tmp_path / "one.db", tmp_path / "two.db"
     args = ["compress", str(folder), "--rate", "0.2", "--no-progress", "--batch-size", "2"]
     assert batch_main(args + ["--db", str(one)]) == 0

@@ -200,3 +200,22 @@ def test_document_counts_add_up(tiny):
     single = tiny.compress(PARAGRAPH, "Who built it?", budget=5).document_counts()
     assert single == [{"context_tokens": len(tiny.tokenize(PARAGRAPH)), "kept_tokens": 5,
                        "soft_tokens": tiny.model.config.num_soft_tokens}]
+
+
+def test_compiled_layers_compress_alike_and_answering_decodes_eagerly(tiny):
+    texts, qs = [PARAGRAPH, PARAGRAPH[:150]], ["Who built it?", "How tall?"]
+    eager = tiny.compress_batch(texts, qs, rate=0.3)
+    eager_answer = tiny.answer(PARAGRAPH, "Who built it?", max_new_tokens=6).text
+    tiny.backbone.compile_layers()
+    try:
+        compiled = tiny.compress_batch(texts, qs, rate=0.3)
+        layers = tiny.backbone.model.base_model.layers
+        with tiny.backbone.eager_layers():
+            assert all(layer._compiled_call_impl is None for layer in layers)
+        assert all(layer._compiled_call_impl is not None for layer in layers)  # restored after the block
+        assert tiny.answer(PARAGRAPH, "Who built it?", max_new_tokens=6).text == eager_answer
+    finally:
+        tiny.backbone.compile_layers(enable=False)
+    for e, c in zip(eager, compiled):
+        assert e.kept_positions == c.kept_positions
+        assert torch.allclose(e.soft_embeddings, c.soft_embeddings, atol=1e-4)
