@@ -444,26 +444,23 @@ class HyCo2Compressor:
             soft_all, probs_all = q.outputs.wait()
         share = (q.queue_s + time.perf_counter() - t0) / len(q.chunk)  # the caller's time on the pass
         context_counts = count_cl100k_batch([ctx.text for ctx in q.chunk])
-        rows = probs_all.tolist() if probs_all is not None else None  # one conversion for the batch
-        picked = []
+        out = []
         for i, (ctx, question) in enumerate(zip(q.chunk, q.questions)):
             t_sel = time.perf_counter()
             n_keep = self._n_keep(len(ctx), s)
             if s.classifier_selects:
-                sel = pick.select_scored(ctx, rows[i][: len(ctx)], n_keep)
+                sel = pick.select_scored(ctx, probs_all[i, : len(ctx)].tolist(), n_keep)
             else:
                 sel = pick.select(self.encoder, ctx, question, n_keep, seed=s.seed)
-            picked.append((sel, [ctx.ids[p] for p in sel.positions], time.perf_counter() - t_sel))
-        kept_texts = self.backbone.tokenizer.batch_decode([kept_ids for _, kept_ids, _ in picked])
-        kept_counts = count_cl100k_batch(kept_texts)
-        out = []
-        for i, (ctx, question) in enumerate(zip(q.chunk, q.questions)):
-            (sel, kept_ids, select_s), kept_text = picked[i], kept_texts[i]
+            kept_ids = [ctx.ids[p] for p in sel.positions]
+            kept_text = self.backbone.tokenizer.decode(kept_ids)
+            select_s = time.perf_counter() - t_sel
             out.append(CompressionResult(
                 context=ctx.text, question=question, method=s.label, kept_positions=sel.positions,
                 kept_token_ids=kept_ids, kept_spans=[ctx.offsets[p] for p in sel.positions], kept_text=kept_text,
                 probabilities=sel.scores, soft_embeddings=None if soft_all is None else soft_all[i],
-                context_tokens=len(ctx), cl100k_context_tokens=context_counts[i], cl100k_kept_tokens=kept_counts[i],
+                context_tokens=len(ctx), cl100k_context_tokens=context_counts[i],
+                cl100k_kept_tokens=count_cl100k(kept_text),
                 timings={"encode_s": share, "select_s": select_s, "total_s": share + select_s},
                 untrained=self.untrained if s.soft else False, checkpoint=self.checkpoint if s.soft else "",
                 forward_passes=int(s.soft) + sel.forward_passes, tokenized=ctx,
