@@ -535,7 +535,7 @@ def train_distill(compressor, items: list[Item], cfg: DistillConfig, out_dir: Pa
             "records": len(items), "final": history[-1] if history else {}, "history": history,
             "target": cfg.target, "max_paragraphs": cfg.max_paragraphs, "rates": list(cfg.rates),
             "saliency_weight": cfg.saliency_weight, "rank_weight": cfg.rank_weight,
-            "question_classifier": bool(model.config.classifier_question)}
+            "question_classifier": bool(model.config.classifier_question), "compiled_layers": cfg.compile}
 
 
 def _save(path: Path, model, opt, step: int, seen: int, total: int) -> None:
