@@ -87,6 +87,19 @@ def prefill(comp: HyCo2Compressor, ids: list[list[int]], batch_size: int, sorted
     return time.perf_counter() - t0
 
 
+def timed_compress(comp: HyCo2Compressor, texts: list[str], rate: float, batch_size: int,
+                   batch_tokens: int | None) -> tuple[float, float | None]:
+    """Seconds and peak device MiB of one compress_batch over every document."""
+    dev = comp.backbone.device
+    with PeakMemory(dev) as mem:
+        sync(dev)
+        t0 = time.perf_counter()
+        comp.compress_batch(texts, None, rate=rate, batch_size=batch_size, batch_tokens=batch_tokens)
+        sync(dev)
+        seconds = time.perf_counter() - t0
+    return seconds, mem.peak
+
+
 def profiled(fn, dev: torch.device) -> dict:
     """``fn()`` once under torch.profiler: wall ms, the device's busy ms (kernels and copies; one stream,
     so they do not overlap), kernel launches and the top kernels by device time."""
@@ -168,13 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             with PeakMemory(dev) as mem:
                 s = prefill(comp, ids, bs, sorted_no_mask, args.batch_tokens if sorted_no_mask else None)
             add(name, bs, s, mem.peak, bt=args.batch_tokens if sorted_no_mask else None)
-        with PeakMemory(dev) as mem:
-            sync(dev)
-            t0 = time.perf_counter()
-            comp.compress_batch(texts, None, rate=args.rate, batch_size=bs, batch_tokens=args.batch_tokens)
-            sync(dev)
-            s = time.perf_counter() - t0
-        add("compress_batch", bs, s, mem.peak, bt=args.batch_tokens)
+        add("compress_batch", bs, *timed_compress(comp, texts, args.rate, bs, args.batch_tokens), bt=args.batch_tokens)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "docs"
         folder.mkdir()
@@ -198,13 +205,8 @@ def main(argv: list[str] | None = None) -> int:
         with PeakMemory(dev) as mem:
             s = prefill(comp, ids, bs, True, args.batch_tokens)
         add("prefill, length-sorted, compiled layers", bs, s, mem.peak, bt=args.batch_tokens)
-        with PeakMemory(dev) as mem:
-            sync(dev)
-            t0 = time.perf_counter()
-            comp.compress_batch(texts, None, rate=args.rate, batch_size=bs, batch_tokens=args.batch_tokens)
-            sync(dev)
-            s = time.perf_counter() - t0
-        add("compress_batch, compiled layers", bs, s, mem.peak, bt=args.batch_tokens)
+        add("compress_batch, compiled layers", bs, *timed_compress(comp, texts, args.rate, bs, args.batch_tokens),
+            bt=args.batch_tokens)
     profiles = {}
     if args.profile and dev.type != "cuda":
         print("--profile reads the GPU's timeline: nothing to profile on the CPU", file=sys.stderr)
