@@ -22,7 +22,7 @@ Rows:
 
 With ``--profile``, one prefill pass and one compress_batch over the same documents also run under
 torch.profiler: wall ms against the device's busy ms (a GPU that waits on the host shows a low busy
-share), kernel launches, and the top kernels. With ``--host-profile``, compress_batch runs again with
+share), kernel launches, and the top kernels (with ``--compile``, the compiled layers'). With ``--host-profile``, compress_batch runs again with
 the model replaced by a stand-in of the same output shapes: its host work alone, in ms a document, and
 where it goes (cProfile).
 

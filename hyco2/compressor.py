@@ -435,6 +435,7 @@ class HyCo2Compressor:
             outputs = HostCopy(soft.float(), torch.sigmoid(logits).float())
         return _QueuedChunk(rows, chunk, qs, outputs, time.perf_counter() - t0)
 
+    @torch.no_grad()
     def _finish_chunk(self, q: "_QueuedChunk", s: CompressionSettings, pick: Selector) -> list[CompressionResult]:
         """Each context's selection through ``pick`` (the classifier reads the pass's probabilities: no
         second forward), its kept text and cl100k counts."""
