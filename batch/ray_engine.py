@@ -19,7 +19,7 @@ from concurrent.futures import Future
 from hyco2.errors import HyCo2Error, InvalidSettingError
 from hyco2.settings import CompressionSettings
 
-from .devices import DeviceWorker, Items
+from .devices import DeviceWorker, Items, parse_devices
 
 
 def import_ray():
@@ -40,12 +40,7 @@ def ray_devices(spec: str | None, cluster: dict[str, float]) -> list[str]:
         if not gpus:
             raise InvalidSettingError("--devices all: the Ray cluster has no GPUs; use --devices cpu,cpu,… instead.")
         return ["cuda"] * gpus
-    out = []
-    for d in (d.strip() for d in spec.split(",") if d.strip()):
-        if d != "cpu" and not d.startswith("cuda"):
-            raise InvalidSettingError(f"Unknown device {d!r} in --devices: use cuda:N, cpu, or all.")
-        out.append("cpu" if d == "cpu" else "cuda")
-    return out
+    return ["cpu" if d == "cpu" else "cuda" for d in parse_devices(spec)]  # the local path's check of each entry
 
 
 class _Actor(DeviceWorker):
