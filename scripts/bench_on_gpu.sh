@@ -8,7 +8,8 @@
 # GPU 0 ($OUT/val.json, .md: for choosing between checkpoints without looking at the measurement set);
 # BATCH_BENCH="..." then runs bench/batch.py with those arguments (results under $OUT too); with
 # BATCH_BASE=FOLDER, also the bench/batch.py of an older checkout in FOLDER (its hyco2, batch and bench,
-# this one's checkpoints), with the same arguments right after: before and after on the same machine.
+# this one's checkpoints), right after with BASE_ARGS (default: the same arguments; give the older
+# script's subset when it lacks some, e.g. --compile or --profile): before and after on the same machine.
 # Prepare it here with: git archive REV hyco2 batch bench ':!hyco2/checkpoints' ':!bench/results' | tar -x -C .gpu/base
 set -euo pipefail
 source scripts/gpu_model.sh bench
@@ -42,7 +43,7 @@ if [ -n "${BATCH_BENCH:-}" ]; then
   if [ -n "${BATCH_BASE:-}" ]; then
     ln -sfn "$PWD/hyco2/checkpoints" "$BATCH_BASE/hyco2/checkpoints"
     PYTHONPATH=/tmp/site:$PWD/$BATCH_BASE python3 "$BATCH_BASE/bench/batch.py" --data /root/data/squad-v1.0-train.json.gz \
-      --out "$OUT/batch-gpu-base.json" ${BATCH_BENCH/--profile/} > "$OUT/batch-gpu-base.md" 2>&1 || true
+      --out "$OUT/batch-gpu-base.json" ${BASE_ARGS:-$BATCH_BENCH} > "$OUT/batch-gpu-base.md" 2>&1 || true
     grep -v Warning "$OUT/batch-gpu-base.md" | tail -n 12
   fi
 fi
