@@ -3,6 +3,7 @@
     python bench/report.py bench/results/qa-gpu.json               # the QA tables, one per K
     python bench/report.py --merge a.json b.json c.json d.json --out qa-gpu.json   # shards of one run
     python bench/report.py old.json --legacy                       # runs made before per-question arrays
+    python bench/report.py new.json --peers-from old.json --out both.json.gz   # the peers' rows of an earlier run
 
 Means over questions; CIs are 95% paired bootstraps over questions (hyco2.metrics); "recovery" is
 the share of the gold answer's NLL gap between no context and full context that the row closes.
@@ -85,6 +86,25 @@ def combine(base: dict, extra: dict, tag: str, ks: list[int] | None = None) -> d
     return out
 
 
+def peers_from(base: dict, other: dict, ks: list[int] | None = None) -> dict:
+    """The peers' rows (hard methods other than HyCo2's) of another run over the same questions, beside a
+    run's own, where the run lacks them: a peer's selection does not depend on the HyCo2 checkpoint, so a
+    run that measured a new checkpoint need not spend device time measuring the peers again."""
+    out = dict(base, rows=list(base["rows"]))
+    for k in ks if ks is not None else sorted({r["paragraphs"] for r in base["rows"]}):
+        if base["golds"].get(str(k)) != other["golds"].get(str(k)):
+            raise SystemExit(f"K={k}: the two runs did not measure the same questions in the same order")
+        have = {(r["method"], r["rate"]) for r in out["rows"] if r["paragraphs"] == k}
+        for r in other["rows"]:
+            if r["paragraphs"] != k or r["mode"] != "hard" or r["method"] == "hyco2" \
+                    or (r["method"], r["rate"]) in have:
+                continue
+            at = max(i for i, x in enumerate(out["rows"]) if x["paragraphs"] == k and x["rate"] == r["rate"]) + 1
+            out["rows"].insert(at, dict(r, peer_run=other.get("machine", "")))
+    out["peers_from"] = [*base.get("peers_from", []), other.get("checkpoint")]
+    return out
+
+
 LABELS: dict[str, str] = {}  # row name -> README label (--label; "-" leaves the row out)
 
 
@@ -117,13 +137,16 @@ def qa_table(rows: list[dict]) -> str:
 
 
 def wins(rows: list[dict]) -> str:
-    """HyCo2 hybrid minus each peer (and truncation), F1 points with the paired 95% CI, per rate."""
+    """HyCo2 hybrid minus each peer (and truncation), F1 points with the paired 95% CI, per rate; the run's own
+    checkpoint also minus each other checkpoint's hybrid row (``--also`` / ``--combine``): whether a new
+    checkpoint beats the shipped one is a paired question over the same answers, not two CIs side by side."""
     out = ["| rate | hybrid row | its F1 | vs | their F1 | hybrid − them [95% CI] | significant |",
            "|---|---|---|---|---|---|---|"]
     hybrids = [r for r in rows if r["mode"] == "hybrid" and r.get("selector", "classifier") == "classifier"]
     for h in hybrids:
         for r in rows:
-            if r["rate"] != h["rate"] or r["mode"] != "hard":
+            other_checkpoint = r["mode"] == "hybrid" and r.get("tag") and not h.get("tag")
+            if r["rate"] != h["rate"] or (r["mode"] != "hard" and not other_checkpoint):
                 continue
             lo, hi = paired_bootstrap_ci(h["f1"], r["f1"])
             sig = "yes, ahead" if lo > 0 else ("yes, behind" if hi < 0 else "no")
@@ -191,6 +214,8 @@ def main() -> int:
     p.add_argument("--label", nargs="*", default=[], metavar="ROW=LABEL", help="rename rows in the tables")
     p.add_argument("--combine", nargs=2, metavar=("RUN", "TAG"), default=None,
                    help="add another run's checkpoint rows over the same questions, named (TAG)")
+    p.add_argument("--peers-from", default=None, metavar="RUN",
+                   help="add another run's peer rows (LLMLingua, LongLLMLingua, ...) over the same questions")
     p.add_argument("--combine-k", type=int, nargs="*", default=None, help="only these K of the --combine run")
     p.add_argument("--data-dir", default=None,
                    help="SQuAD folder, to rebuild paragraph positions for runs that did not store them")
@@ -200,7 +225,9 @@ def main() -> int:
     run = merge(runs) if args.merge else runs[0]
     if args.combine:
         run = combine(run, load(Path(args.combine[0])), args.combine[1], args.combine_k)
-    if (args.merge or args.combine) and args.out:
+    if args.peers_from:
+        run = peers_from(run, load(Path(args.peers_from)), args.combine_k)
+    if (args.merge or args.combine or args.peers_from) and args.out:
         path = Path(args.out)
         data = json.dumps(run).encode()
         path.write_bytes(gzip.compress(data, mtime=0) if path.suffix == ".gz" else data)

@@ -89,3 +89,25 @@ def test_host_profile_times_the_host_work_and_puts_the_model_back(tiny):
     assert "forward" not in vars(tiny.model) and "encode" not in vars(tiny.encoder)
     after = tiny.compress_batch(texts, None, rate=0.3)
     assert [r.kept_positions for r in after] == [r.kept_positions for r in before]
+
+def test_peers_from_adds_missing_peer_rows_and_wins_compares_checkpoints():
+    import pytest
+
+    new = _run("0/1", [[1.0, 0.0, 1.0], [0.0] * 3, [1.0, 1.0, 1.0], [0.0, 1.0, 0.0]])
+    new["rows"].insert(3, dict(_row("HyCo2 hybrid (previous)", "hybrid", [0.0, 1.0, 0.0], [2.0] * 3, 1, 0.1),
+                               tag="previous"))
+    old = _run("0/1", [[1.0, 0.0, 1.0], [0.0] * 3, [0.0] * 3, [1.0, 1.0, 1.0]])  # its truncate row differs
+    old["rows"].append(dict(_row("longllmlingua", "hard", [0.5] * 3, [2.2] * 3, 1, 0.1), method="longllmlingua"))
+    both = report.peers_from(new, old)
+    names = [r["row"] for r in both["rows"]]
+    assert names == ["full context", "no context", "HyCo2 hybrid", "HyCo2 hybrid (previous)", "truncate",
+                     "longllmlingua"]  # the run's own truncate row stays; the peer it lacked comes after it
+    assert both["rows"][4]["f1"] == [0.0, 1.0, 0.0] and len(new["rows"]) == 5
+    wins = report.wins([r for r in both["rows"]]).splitlines()
+    new_vs_old = next(x for x in wins if "| HyCo2 hybrid | 100.0 | HyCo2 hybrid (previous) |" in x)
+    assert "+66.7" in new_vs_old  # paired difference of the two checkpoints' F1 over the same questions
+    assert not any(x.startswith("| 0.10 | HyCo2 hybrid (previous) | 33.3 | HyCo2 hybrid |") for x in wins)
+    assert sum("LongLLMLingua" in x for x in wins) == 2  # both checkpoints against the added peer
+    old["golds"]["1"] = [["x"]] * 3
+    with pytest.raises(SystemExit, match="same questions"):
+        report.peers_from(new, old)
