@@ -192,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
             ray and any(k in (args.devices or "") for k in ("cuda", "all")))
         batch_size = args.batch_size or (32 if on_gpu else 1)
         workers = dict(checkpoint=args.checkpoint, model=args.model, quantize=args.quantize, settings=compression,
-                       batch_size=batch_size, batch_tokens=args.batch_tokens, compile=args.compile)
+                       batch_size=batch_size, batch_tokens=args.batch_tokens, compile=args.compile,
+                       embeddings=args.store_embeddings)
         pool = (RayPool(args.devices, address=args.ray_address, **workers) if ray
                 else DevicePool(devices, **workers) if devices else None)
         runner = BatchRunner(open_db(args.db), comp, settings, questions=questions, default_question=args.question,

@@ -65,12 +65,14 @@ def compress_items(comp: HyCo2Compressor, items: Items, settings: CompressionSet
             size = max(1, size // 2)
 
 
-def slim(r: CompressionResult | Exception) -> CompressionResult | Exception:
-    """What a database row needs, without the context text, its tokenisation and per-token scores
-    (they would cross the process boundary for nothing)."""
+def slim(r: CompressionResult | Exception, embeddings: bool = True) -> CompressionResult | Exception:
+    """What a database row needs, without the context text, its tokenisation and per-token scores, and
+    without the soft tokens unless the run stores them (``embeddings``): they would cross the process
+    boundary for nothing (16 x 576 floats, 36 KB a document, against a few hundred bytes of row)."""
     if isinstance(r, Exception):
         return r
-    return replace(r, context="", tokenized=None, probabilities=None)
+    return replace(r, context="", tokenized=None, probabilities=None,
+                   soft_embeddings=r.soft_embeddings if embeddings else None)
 
 
 # -------------------------------------------------------------------- in each worker (process, thread or Ray actor)
@@ -80,7 +82,7 @@ class DeviceWorker:
 
     def __init__(self, device: str, checkpoint: str | None, model: str | None, quantize: str,
                  settings: CompressionSettings, batch_size: int, batch_tokens: int | None, compile: bool = False,
-                 share: int = 1):
+                 share: int = 1, embeddings: bool = False):
         import os
 
         import torch
@@ -89,18 +91,20 @@ class DeviceWorker:
         self.comp = HyCo2Compressor.from_pretrained(checkpoint, model=model, quantize=quantize, device=device,
                                                     compile=compile)
         self.settings, self.batch_size, self.batch_tokens = settings, batch_size, batch_tokens
+        self.embeddings = embeddings  # whether the run stores the soft tokens (else they stay here)
 
     @classmethod
     def around(cls, comp: HyCo2Compressor, settings: CompressionSettings, batch_size: int,
-               batch_tokens: int | None) -> "DeviceWorker":
+               batch_tokens: int | None, embeddings: bool = False) -> "DeviceWorker":
         """A worker around a compressor that is already loaded (the one-device run's own)."""
         worker = cls.__new__(cls)
         worker.comp, worker.settings, worker.batch_size, worker.batch_tokens = comp, settings, batch_size, batch_tokens
+        worker.embeddings = embeddings
         return worker
 
     def __call__(self, items: Items) -> list[CompressionResult | Exception]:
         out, self.batch_size = compress_items(self.comp, items, self.settings, self.batch_size, self.batch_tokens)
-        return [slim(r) for r in out]
+        return [slim(r, self.embeddings) for r in out]
 
 
 _worker: list[DeviceWorker] = []
@@ -110,7 +114,8 @@ def _init(devices: list[str], counter, *args) -> None:
     with counter.get_lock():
         device = devices[counter.value % len(devices)]
         counter.value += 1
-    _worker.append(DeviceWorker(device, *args, share=len(devices)))
+    *args, embeddings = args
+    _worker.append(DeviceWorker(device, *args, share=len(devices), embeddings=embeddings))
 
 
 def _work(items: Items) -> list[CompressionResult | Exception]:
@@ -130,9 +135,9 @@ class LocalPool:
     taking turns with it."""
 
     def __init__(self, comp: HyCo2Compressor, settings: CompressionSettings, batch_size: int,
-                 batch_tokens: int | None = None):
+                 batch_tokens: int | None = None, embeddings: bool = False):
         self.devices = [str(comp.backbone.device)]
-        self.worker = DeviceWorker.around(comp, settings, batch_size, batch_tokens)
+        self.worker = DeviceWorker.around(comp, settings, batch_size, batch_tokens, embeddings)
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="hyco2-compress")
 
     def submit(self, items: Items) -> Future:
@@ -147,12 +152,12 @@ class DevicePool:
 
     def __init__(self, devices: list[str], *, checkpoint: str | None, model: str | None, quantize: str,
                  settings: CompressionSettings, batch_size: int, batch_tokens: int | None = None,
-                 compile: bool = False):
+                 compile: bool = False, embeddings: bool = False):
         ctx = mp.get_context("spawn")  # CUDA cannot be forked
         self.devices = devices
         self.pool = ProcessPoolExecutor(len(devices), mp_context=ctx, initializer=_init,
                                         initargs=(devices, ctx.Value("i", 0), checkpoint, model, quantize,
-                                                  settings, batch_size, batch_tokens, compile))
+                                                  settings, batch_size, batch_tokens, compile, embeddings))
         self._start_all()
 
     def _start_all(self) -> None:

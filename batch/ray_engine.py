@@ -5,7 +5,7 @@ keeps reading the folder, skipping what is done and being the one SQLite writer,
 resumable exactly like a local one (by file hash, one transaction per document) and needs no merge
 step; only the compress step moves, to one actor per GPU (or CPU worker) that Ray places on whichever
 machine of the cluster has it free. What crosses the network is each batch's text and the slim
-results (no hidden states, no per-token scores). The driver's share of the work (reading, hashing,
+results (no hidden states, no per-token scores, soft tokens only when the run stores them). The driver's share of the work (reading, hashing,
 writing) is what bounds a very large cluster; ``bench/batch.py`` measures it.
 
 Every node needs this package installed (``pip install 'hyco2[ray]'``) and, for ``--checkpoint``, the
@@ -56,7 +56,7 @@ class RayPool:
 
     def __init__(self, devices: str | None, *, checkpoint: str | None, model: str | None, quantize: str,
                  settings: CompressionSettings, batch_size: int, batch_tokens: int | None = None,
-                 compile: bool = False, address: str | None = None):
+                 compile: bool = False, embeddings: bool = False, address: str | None = None):
         ray = import_ray()
         self.ray, self.started = ray, not ray.is_initialized()
         if self.started:  # address None: a local cluster, or the one $RAY_ADDRESS names
@@ -66,7 +66,7 @@ class RayPool:
         actor = ray.remote(_Actor)
         self.actors = [actor.options(num_cpus=1, num_gpus=1 if d == "cuda" else 0).remote(
             d, checkpoint, model, quantize, settings, batch_size, batch_tokens, compile,
-            share=max(1, n_cpu) if d == "cpu" else 1)
+            share=max(1, n_cpu) if d == "cpu" else 1, embeddings=embeddings)
             for d in self.devices]
         ray.get([a.ready.remote() for a in self.actors])  # models loaded before the run's clock starts
         self.in_flight = [0] * len(self.actors)

@@ -163,12 +163,24 @@ def test_several_workers_give_the_same_rows_as_one(folder, tmp_path, workers):
     cluster (the real model on CPU); --compile: this process's device with compiled layers. One writer
     either way; the rows are those of a plain run."""
     one, two = tmp_path / "one.db", tmp_path / "two.db"
-    args = ["compress", str(folder), "--rate", "0.2", "--no-progress", "--batch-size", "2"]
+    args = ["compress", str(folder), "--rate", "0.2", "--no-progress", "--batch-size", "2", "--store-embeddings"]
     assert batch_main(args + ["--db", str(one)]) == 0
     assert batch_main(args + ["--db", str(two)] + workers) == 0
-    sql = ("select d.path, c.status, c.error, c.kept_text, c.kept_positions, c.segments, c.settings_hash "
+    sql = ("select d.path, c.status, c.error, c.kept_text, c.kept_positions, c.segments, c.settings_hash, "
+           "length(c.embeddings) as embedding_bytes "
            "from compressions c join documents d on d.id = c.document_id order by d.path, c.chunk")
     assert _rows(one, sql) == _rows(two, sql) and len(_rows(one, sql)) >= 6
+    assert {r["embedding_bytes"] for r in _rows(two, sql) if r["status"] == "ok"} == {16 * 576 * 2}
+
+
+def test_workers_send_soft_tokens_back_only_when_the_run_stores_them(tiny):
+    from batch.devices import DeviceWorker
+
+    items = [(None, 0, PARAGRAPH), ("Who?", 0, PARAGRAPH[:80])]
+    for embeddings in (False, True):
+        out = DeviceWorker.around(tiny, tiny.settings(rate=0.2), 2, None, embeddings=embeddings)(items)
+        assert [r.soft_embeddings is not None for r in out] == [embeddings] * 2
+        assert all(r.context == "" and r.probabilities is None and r.kept_text for r in out)
 
 
 def test_ray_devices_follow_the_cluster():
