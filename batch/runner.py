@@ -1,4 +1,4 @@
-"""Compress a folder into the SQLite log: resumable, one transaction per document, faults logged."""
+"""Compress a folder into the SQLite log: resumable (a document commits whole or not at all), faults logged."""
 from __future__ import annotations
 
 import datetime as dt

@@ -16,7 +16,7 @@ Rows:
   reported apart), and each CLI row again with ``--compile`` (its compiling happens while the run's
   clock runs: on a small folder it does not pay);
 - ``CLI``: ``python -m batch compress`` in a subprocess on a folder of the same paragraphs (reading
-  files, hashing, SQLite commits per document), timed by the run's own wall clock (model loads excluded:
+  files, hashing, SQLite writes, whole documents per transaction), timed by the run's own wall clock (model loads excluded:
   the main process's and, with several devices, every worker's, which start before the run),
   for each ``--cli-devices`` value (one device, or ``all`` GPUs with one worker process each).
 
