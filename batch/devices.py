@@ -12,6 +12,8 @@ from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 
+import torch
+
 from hyco2.compressor import CompressionResult, HyCo2Compressor
 from hyco2.errors import HyCo2Error, HyCo2OutOfMemoryError, InvalidSettingError
 from hyco2.settings import CompressionSettings
@@ -67,12 +69,15 @@ def compress_items(comp: HyCo2Compressor, items: Items, settings: CompressionSet
 
 def slim(r: CompressionResult | Exception, embeddings: bool = True) -> CompressionResult | Exception:
     """What a database row needs, without the context text, its tokenisation and per-token scores, and
-    without the soft tokens unless the run stores them (``embeddings``): they would cross the process
-    boundary for nothing (16 x 576 floats, 36 KB a document, against a few hundred bytes of row)."""
+    without the soft tokens' values unless the run stores them (``embeddings``): they would cross the
+    process boundary for nothing (16 x 576 floats, 36 KB a document, against a few hundred bytes of row).
+    Their shape stays, on the meta device (no data; reading it fails loudly), since the row counts them."""
     if isinstance(r, Exception):
         return r
-    return replace(r, context="", tokenized=None, probabilities=None,
-                   soft_embeddings=r.soft_embeddings if embeddings else None)
+    soft = r.soft_embeddings
+    if soft is not None and not embeddings:
+        soft = torch.empty(soft.shape, dtype=soft.dtype, device="meta")
+    return replace(r, context="", tokenized=None, probabilities=None, soft_embeddings=soft)
 
 
 # -------------------------------------------------------------------- in each worker (process, thread or Ray actor)

@@ -134,16 +134,11 @@ class BatchRunner:
     def _questions_for(self, rel: str) -> list[str | None]:
         return list(self.questions.get(rel, [])) or [self.default_question]
 
-    def _load_done(self) -> set[tuple[int, str]]:
-        """(document, question) pairs these settings have already compressed, in one query at the start
-        (one query per document and question was a sizeable share of the writer's work)."""
-        rows = self.db.execute(
-            "select document_id, question from compressions where settings_hash = ? "
-            "and (status = 'ok' or error_kind = 'input')", [self.key]).fetchall()
-        return {(doc_id, question) for doc_id, question in rows}
-
     def _done(self, doc_id: int, question: str | None) -> bool:
-        return (doc_id, question or "") in self._done_pairs
+        rows = self.db.conn.execute(
+            "select 1 from compressions where document_id = ? and settings_hash = ? and question = ? "
+            "and (status = 'ok' or error_kind = 'input') limit 1", [doc_id, self.key, question or ""]).fetchall()
+        return bool(rows)
 
     def _read(self, found: Found) -> tuple[Found, bytes | None, HyCo2Error | None]:
         try:
@@ -164,7 +159,6 @@ class BatchRunner:
         status = "failed"
         try:
             found = discover(root, pattern)
-            self._done_pairs = self._load_done()
             with self.db.conn:
                 for f in found:
                     if f.skip_reason:
@@ -218,13 +212,14 @@ class BatchRunner:
         # on the connection itself (sqlite-utils' execute costs ~7x the statement here)
         conn = self.db.conn
         existing = conn.execute("select id from documents where path = ? and sha256 = ?", [f.rel, digest]).fetchone()
-        if existing:
+        questions = self._questions_for(f.rel)
+        if existing:  # a document seen before: what is done for these settings is skipped
             doc.doc_id = existing[0]
-        else:
+            questions = [q for q in questions if not self._done(doc.doc_id, q)]
+        else:  # a new one (or a changed file): nothing of it can be done yet
             mtime = f.path.stat().st_mtime if f.path.exists() else None
             doc.doc_id = conn.execute("insert into documents (path, size, sha256, mtime) values (?, ?, ?, ?)",
                                       [f.rel, size, digest, mtime]).lastrowid
-        questions = [q for q in self._questions_for(f.rel) if not self._done(doc.doc_id, q)]
         if not questions:
             return None
         try:

@@ -95,13 +95,14 @@ def peers_from(base: dict, other: dict, ks: list[int] | None = None) -> dict:
         if base["golds"].get(str(k)) != other["golds"].get(str(k)):
             raise SystemExit(f"K={k}: the two runs did not measure the same questions in the same order")
         have = {(r["method"], r["rate"]) for r in out["rows"] if r["paragraphs"] == k}
-        for r in other["rows"]:
+        rates = {r["rate"] for r in out["rows"] if r["paragraphs"] == k}
+        for r in other["rows"]:  # a peer at a rate this run did not measure has nothing to stand beside
             if r["paragraphs"] != k or r["mode"] != "hard" or r["method"] == "hyco2" \
-                    or (r["method"], r["rate"]) in have:
+                    or (r["method"], r["rate"]) in have or r["rate"] not in rates:
                 continue
             at = max(i for i, x in enumerate(out["rows"]) if x["paragraphs"] == k and x["rate"] == r["rate"]) + 1
-            out["rows"].insert(at, dict(r, peer_run=other.get("machine", "")))
-    out["peers_from"] = [*base.get("peers_from", []), other.get("checkpoint")]
+            out["rows"].insert(at, dict(r))
+    out["peers_from"] = [*base.get("peers_from", []), f"{other.get('machine')}, checkpoint {other.get('checkpoint')}"]
     return out
 
 

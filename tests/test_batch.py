@@ -179,7 +179,9 @@ def test_workers_send_soft_tokens_back_only_when_the_run_stores_them(tiny):
     items = [(None, 0, PARAGRAPH), ("Who?", 0, PARAGRAPH[:80])]
     for embeddings in (False, True):
         out = DeviceWorker.around(tiny, tiny.settings(rate=0.2), 2, None, embeddings=embeddings)(items)
-        assert [r.soft_embeddings is not None for r in out] == [embeddings] * 2
+        assert [r.soft_embeddings.device.type for r in out] == ["cpu" if embeddings else "meta"] * 2
+        k = tiny.model.config.num_soft_tokens
+        assert all(r.soft_tokens == k and r.compressed_tokens == r.kept_tokens + k for r in out)  # still counted
         assert all(r.context == "" and r.probabilities is None and r.kept_text for r in out)
 
 

@@ -98,6 +98,7 @@ def test_peers_from_adds_missing_peer_rows_and_wins_compares_checkpoints():
                                tag="previous"))
     old = _run("0/1", [[1.0, 0.0, 1.0], [0.0] * 3, [0.0] * 3, [1.0, 1.0, 1.0]])  # its truncate row differs
     old["rows"].append(dict(_row("longllmlingua", "hard", [0.5] * 3, [2.2] * 3, 1, 0.1), method="longllmlingua"))
+    old["rows"].append(dict(_row("llmlingua", "hard", [0.5] * 3, [2.2] * 3, 1, 0.25), method="llmlingua"))  # no 0.25 here
     both = report.peers_from(new, old)
     names = [r["row"] for r in both["rows"]]
     assert names == ["full context", "no context", "HyCo2 hybrid", "HyCo2 hybrid (previous)", "truncate",
