@@ -115,12 +115,13 @@ class DeviceWorker:
 _worker: list[DeviceWorker] = []
 
 
-def _init(devices: list[str], counter, *args) -> None:
+def _init(devices: list[str], counter, worker: dict) -> None:
+    """A worker process's start: the next device of the list, and its DeviceWorker (``worker``: the
+    keyword arguments every worker shares)."""
     with counter.get_lock():
         device = devices[counter.value % len(devices)]
         counter.value += 1
-    *args, embeddings = args
-    _worker.append(DeviceWorker(device, *args, share=len(devices), embeddings=embeddings))
+    _worker.append(DeviceWorker(device, share=len(devices), **worker))
 
 
 def _work(items: Items) -> list[CompressionResult | Exception]:
@@ -160,9 +161,10 @@ class DevicePool:
                  compile: bool = False, embeddings: bool = False):
         ctx = mp.get_context("spawn")  # CUDA cannot be forked
         self.devices = devices
+        worker = dict(checkpoint=checkpoint, model=model, quantize=quantize, settings=settings,
+                      batch_size=batch_size, batch_tokens=batch_tokens, compile=compile, embeddings=embeddings)
         self.pool = ProcessPoolExecutor(len(devices), mp_context=ctx, initializer=_init,
-                                        initargs=(devices, ctx.Value("i", 0), checkpoint, model, quantize,
-                                                  settings, batch_size, batch_tokens, compile, embeddings))
+                                        initargs=(devices, ctx.Value("i", 0), worker))
         self._start_all()
 
     def _start_all(self) -> None:
