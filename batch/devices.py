@@ -93,19 +93,23 @@ class DeviceWorker:
         import torch
 
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // share))  # workers on one host share its cores
-        self.comp = HyCo2Compressor.from_pretrained(checkpoint, model=model, quantize=quantize, device=device,
-                                                    compile=compile)
-        self.settings, self.batch_size, self.batch_tokens = settings, batch_size, batch_tokens
-        self.embeddings = embeddings  # whether the run stores the soft tokens (else they stay here)
+        comp = HyCo2Compressor.from_pretrained(checkpoint, model=model, quantize=quantize, device=device,
+                                               compile=compile)
+        self._attach(comp, settings, batch_size, batch_tokens, embeddings)
 
     @classmethod
     def around(cls, comp: HyCo2Compressor, settings: CompressionSettings, batch_size: int,
                batch_tokens: int | None, embeddings: bool = False) -> "DeviceWorker":
         """A worker around a compressor that is already loaded (the one-device run's own)."""
         worker = cls.__new__(cls)
-        worker.comp, worker.settings, worker.batch_size, worker.batch_tokens = comp, settings, batch_size, batch_tokens
-        worker.embeddings = embeddings
+        worker._attach(comp, settings, batch_size, batch_tokens, embeddings)
         return worker
+
+    def _attach(self, comp: HyCo2Compressor, settings: CompressionSettings, batch_size: int,
+                batch_tokens: int | None, embeddings: bool) -> None:
+        """What every worker holds, however its compressor came (loaded here, or handed over)."""
+        self.comp, self.settings, self.batch_size, self.batch_tokens = comp, settings, batch_size, batch_tokens
+        self.embeddings = embeddings  # whether the run stores the soft tokens (else only their shape travels)
 
     def __call__(self, items: Items) -> list[CompressionResult | Exception]:
         out, self.batch_size = compress_items(self.comp, items, self.settings, self.batch_size, self.batch_tokens)

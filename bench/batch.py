@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="also profile one prefill and one compress_batch pass (device busy vs wall, top kernels)")
     p.add_argument("--host-profile", action="store_true",
                    help="also time compress_batch's host work alone, the model replaced by a stand-in, and "
-                        "list where it goes (cProfile)")
+                        "list where it goes (cProfile); and the batch CLI's bookkeeping alone (a stand-in pool)")
     p.add_argument("--out", default=None, help="JSON file for the rows (default: bench/results/batch-<dev>.json)")
     args = p.parse_args(argv)
     texts = paragraphs(Path(args.data), args.docs)

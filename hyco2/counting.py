@@ -45,8 +45,7 @@ def _threads() -> tuple[ThreadPoolExecutor, int]:
 
 
 def _count_all(texts: list[str]) -> list[int]:
-    encode = cl100k().encode_ordinary
-    return [len(encode(t)) for t in texts]
+    return [count_cl100k(t) for t in texts]
 
 
 def count_cl100k_batch(texts: list[str]) -> list[int]:
