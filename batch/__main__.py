@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from hyco2.backbone import QUANTIZE_CHOICES
+from hyco2.backbone import QUANTIZE_CHOICES, default_device
 from hyco2.errors import HyCo2Error
 from hyco2.settings import CompressionSettings, add_arguments
 
@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--devices", default=None,
                    help="several devices, one worker process each: cuda:0,cuda:1,… or all (every visible GPU); "
                         "one writer, resumable as ever (default: --device)")
+    c.add_argument("--per-device", type=int, default=1,
+                   help="worker processes on each device (of --devices, or --device): on a GPU, 2-4 run one "
+                        "worker's tokenising and selecting while another's batch computes (see bench/batch.py)")
     c.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="ray: the compress step on Ray actors, one per --devices entry (all: every GPU of the "
                         "cluster, on any node); this process still reads and writes, so resuming is unchanged "
@@ -177,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         questions = load_questions(args.questions) if args.questions else None
         compression = CompressionSettings.from_args(args)  # bad settings fail before the model loads
         ray = args.engine == "ray"
-        devices = [] if ray else parse_devices(args.devices)
+        devices = [] if ray else parse_devices(args.devices or (
+            (args.device or str(default_device())) if args.per_device > 1 else None), args.per_device)
         if len(devices) == 1:
             args.device, devices = devices[0], []
         # with workers elsewhere this process only reads, tokenises and writes: its copy stays on the CPU
@@ -194,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         workers = dict(checkpoint=args.checkpoint, model=args.model, quantize=args.quantize, settings=compression,
                        batch_size=batch_size, batch_tokens=args.batch_tokens, compile=args.compile,
                        embeddings=args.store_embeddings)
-        pool = (RayPool(args.devices, address=args.ray_address, **workers) if ray
+        pool = (RayPool(args.devices, address=args.ray_address, per_device=args.per_device, **workers) if ray
                 else DevicePool(devices, **workers) if devices else None)
         runner = BatchRunner(open_db(args.db), comp, settings, questions=questions, default_question=args.question,
                              batch_size=batch_size, workers=args.workers, progress=not args.no_progress, pool=pool,

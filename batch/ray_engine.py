@@ -19,7 +19,7 @@ from concurrent.futures import Future
 from hyco2.errors import HyCo2Error, InvalidSettingError
 from hyco2.settings import CompressionSettings
 
-from .devices import DeviceWorker, Items, parse_devices
+from .devices import DeviceWorker, Items, check_per_device, parse_devices
 
 
 def import_ray():
@@ -30,17 +30,20 @@ def import_ray():
     return ray
 
 
-def ray_devices(spec: str | None, cluster: dict[str, float]) -> list[str]:
+def ray_devices(spec: str | None, cluster: dict[str, float], per_device: int = 1) -> list[str]:
     """One entry per actor: ``all`` → every GPU of the cluster; ``cuda:0,cuda:1`` → two GPU actors (Ray
-    picks the GPUs, on any node); ``cpu,cpu`` → two CPU actors; nothing → one CPU actor."""
+    picks the GPUs, on any node); ``cpu,cpu`` → two CPU actors; nothing → one CPU actor; each
+    ``per_device`` times (a GPU actor then takes that share of its GPU)."""
+    check_per_device(per_device)
     if not spec:
-        return ["cpu"]
+        return ["cpu"] * per_device
     if spec.strip() == "all":
         gpus = int(cluster.get("GPU", 0))
         if not gpus:
             raise InvalidSettingError("--devices all: the Ray cluster has no GPUs; use --devices cpu,cpu,… instead.")
-        return ["cuda"] * gpus
-    return ["cpu" if d == "cpu" else "cuda" for d in parse_devices(spec)]  # the local path's check of each entry
+        return ["cuda"] * gpus * per_device
+    # the local path's check of each entry
+    return ["cpu" if d == "cpu" else "cuda" for d in parse_devices(spec, per_device)]
 
 
 class _Actor(DeviceWorker):
@@ -56,15 +59,16 @@ class RayPool:
 
     def __init__(self, devices: str | None, *, checkpoint: str | None, model: str | None, quantize: str,
                  settings: CompressionSettings, batch_size: int, batch_tokens: int | None = None,
-                 compile: bool = False, embeddings: bool = False, address: str | None = None):
+                 compile: bool = False, embeddings: bool = False, address: str | None = None,
+                 per_device: int = 1):
         ray = import_ray()
         self.ray, self.started = ray, not ray.is_initialized()
         if self.started:  # address None: a local cluster, or the one $RAY_ADDRESS names
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
-        self.devices = ray_devices(devices, ray.cluster_resources())
+        self.devices = ray_devices(devices, ray.cluster_resources(), per_device)
         n_cpu = self.devices.count("cpu")
         actor = ray.remote(_Actor)
-        self.actors = [actor.options(num_cpus=1, num_gpus=1 if d == "cuda" else 0).remote(
+        self.actors = [actor.options(num_cpus=1, num_gpus=1 / per_device if d == "cuda" else 0).remote(
             d, checkpoint, model, quantize, settings, batch_size, batch_tokens, compile,
             share=max(1, n_cpu) if d == "cpu" else 1, embeddings=embeddings)
             for d in self.devices]

@@ -34,6 +34,7 @@ the repo).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sqlite3
 import subprocess
@@ -225,9 +226,10 @@ def profiled(fn, dev: torch.device) -> dict:
 
 
 def cli_run(folder: Path, db: Path, device: str, batch_size: int, batch_tokens: int | None, rate: float,
-            quantize: str = "auto", compile: bool = False) -> dict:
+            quantize: str = "auto", compile: bool = False, per_device: int = 1) -> dict:
     cmd = [sys.executable, "-m", "batch", "compress", str(folder), "--db", str(db), "--rate", str(rate),
-           "--batch-size", str(batch_size), "--no-progress", "--quantize", quantize] + (["--compile"] if compile else [])
+           "--batch-size", str(batch_size), "--no-progress", "--quantize", quantize, "--per-device", str(per_device)]
+    cmd += ["--compile"] if compile else []
     cmd += ["--devices", device] if device == "all" or "," in device else ["--device", device]
     if batch_tokens:
         cmd += ["--batch-tokens", str(batch_tokens)]
@@ -254,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cli-devices", nargs="*", default=None,
                    help="one CLI run each: a device (cpu, cuda:0) or 'all' / 'cuda:0,cuda:1' for one worker "
                         "process a GPU (default: the --device)")
+    p.add_argument("--cli-per-device", type=int, nargs="+", default=[1],
+                   help="one CLI run each per --cli-devices entry: worker processes on each device")
     p.add_argument("--quantize", default="auto", choices=QUANTIZE_CHOICES,
                    help="backbone weights for every row (bf16: bfloat16, ~2x on a CPU with AVX-512 BF16)")
     p.add_argument("--compile", action="store_true",
@@ -294,13 +298,14 @@ def main(argv: list[str] | None = None) -> int:
         for i, text in enumerate(texts):
             (folder / f"p{i:05d}.txt").write_text(text, encoding="utf-8")
         for device in args.cli_devices or [str(dev)]:
-            for compiled in (False, True) if args.compile else (False,):
+            for n, compiled in itertools.product(args.cli_per_device, (False, True) if args.compile else (False,)):
                 bs = max(args.batch_sizes)
-                name = f"{device.replace(':', '_').replace(',', '+')}{'-compiled' if compiled else ''}.db"
+                name = f"{device.replace(':', '_').replace(',', '+')}-{n}{'-compiled' if compiled else ''}.db"
                 r = cli_run(folder, Path(tmp) / name, device, bs, args.batch_tokens, args.rate, args.quantize,
-                            compiled)
-                add(f"CLI end to end ({device}{', --compile' if compiled else ''})", bs, r["seconds"], None,
-                    tokens=r["tokens"], docs=r["docs"], bt=args.batch_tokens)
+                            compiled, n)
+                how = (f", {n} per device" if n > 1 else "") + (", --compile" if compiled else "")
+                add(f"CLI end to end ({device}{how})", bs, r["seconds"], None, tokens=r["tokens"], docs=r["docs"],
+                    bt=args.batch_tokens)
         if args.host_profile:
             bs = max(args.batch_sizes)
             add("CLI bookkeeping only (stand-in pool)", bs, runner_ceiling(comp, folder, texts, args.rate, bs,

@@ -155,11 +155,11 @@ def test_killed_run_resumes_with_each_document_exactly_once(tmp_path, workers):
     assert runs[0]["status"] == "interrupted" and runs[-1]["status"] == "done"
 
 
-@pytest.mark.parametrize("workers", [["--devices", "cpu,cpu", "--batch-tokens", "4096"],
+@pytest.mark.parametrize("workers", [["--device", "cpu", "--per-device", "2", "--batch-tokens", "4096"],
                                      ["--engine", "ray", "--devices", "cpu,cpu"], ["--compile"]],
                          ids=["two-workers", "ray", "compiled"])
 def test_several_workers_give_the_same_rows_as_one(folder, tmp_path, workers):
-    """--devices: one worker process per device; --engine ray: one actor per device on a local Ray
+    """--per-device 2: two worker processes on this process's device (--devices cpu,cpu); --engine ray: one actor per device on a local Ray
     cluster (the real model on CPU); --compile: this process's device with compiled layers. One writer
     either way; the rows are those of a plain run."""
     one, two = tmp_path / "one.db", tmp_path / "two.db"
@@ -196,6 +196,24 @@ def test_ray_devices_follow_the_cluster():
         ray_devices("all", {"CPU": 2.0})
     with pytest.raises(InvalidSettingError, match="Unknown device"):
         ray_devices("tpu:0", {})
+    assert ray_devices("all", {"GPU": 2.0}, per_device=3) == ["cuda"] * 6 and ray_devices(None, {}, 2) == ["cpu"] * 2
+
+
+def test_per_device_repeats_each_device():
+    from batch.devices import parse_devices
+    from hyco2.errors import InvalidSettingError
+
+    assert parse_devices("cuda:0,cuda:1", per_device=2) == ["cuda:0", "cuda:0", "cuda:1", "cuda:1"]
+    assert parse_devices("cpu") == ["cpu"] and parse_devices(None, 3) == []
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(InvalidSettingError, match="--per-device"):
+            parse_devices("cpu", per_device=bad)
+
+
+def test_a_bad_per_device_is_refused_before_the_model_loads(folder, tmp_path, capsys):
+    assert batch_main(["compress", str(folder), "--db", str(tmp_path / "x.db"), "--per-device", "0"]) == 2
+    assert "--per-device must be a whole number" in capsys.readouterr().err
+    assert not (tmp_path / "x.db").exists()
 
 
 def test_bad_devices_are_refused(folder, tmp_path, capsys):
