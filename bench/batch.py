@@ -50,7 +50,7 @@ from hyco2 import CompressionSettings, HyCo2Compressor
 from hyco2.backbone import QUANTIZE_CHOICES
 from hyco2.batching import length_batches
 from hyco2.decoder import bf16_autocast, right_padded_forward
-from hyco2.encoder import tokenize_context
+from hyco2.encoder import tokenize_context, tokenize_contexts
 from hyco2.training.data import read_squad
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,6 +103,66 @@ def timed_compress(comp: HyCo2Compressor, texts: list[str], rate: float, batch_s
         sync(dev)
         seconds = time.perf_counter() - t0
     return seconds, mem.peak
+
+
+def compress_phases(comp: HyCo2Compressor, texts: list[str], rate: float, batch_size: int,
+                    batch_tokens: int | None) -> dict[str, float]:
+    """Where one compress_batch's wall clock goes, from timers around its steps: tokenising every text
+    (before any batch), queueing each batch's encoder pass (the host launching it), waiting for a pass's
+    outputs (the host idle: the device is behind), and finishing each batch on the host (selection,
+    decoding, counting). Queue + finish is the host's work; wait is the device's lead over it."""
+    import hyco2.compressor as compressor
+    from hyco2.transfer import HostCopy
+
+    spent = dict.fromkeys(("tokenise", "queue", "wait", "finish"), 0.0)
+
+    def timed(name, fn):
+        def run(*a, **k):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                spent[name] += time.perf_counter() - t0
+        return run
+
+    patches = [(compressor, "tokenize_contexts", timed("tokenise", compressor.tokenize_contexts)),
+               (comp, "_queue_chunk", timed("queue", comp._queue_chunk)),
+               (HostCopy, "wait", timed("wait", HostCopy.wait))]
+    finish = comp._finish_chunk
+    patches.append((comp, "_finish_chunk", timed("finish", finish)))
+    saved = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
+    for obj, name, fn in patches:
+        setattr(obj, name, fn)
+    try:
+        dev = comp.backbone.device
+        sync(dev)
+        t0 = time.perf_counter()
+        comp.compress_batch(texts, None, rate=rate, batch_size=batch_size, batch_tokens=batch_tokens)
+        sync(dev)
+        wall = time.perf_counter() - t0
+    finally:
+        for obj, name, fn in saved:
+            if obj is comp:
+                delattr(obj, name)  # the class's method again
+            else:
+                setattr(obj, name, fn)
+    spent["finish"] -= spent["wait"]  # finishing a batch starts by waiting for its outputs
+    return {"wall": wall, **spent, "other": wall - sum(spent.values())}
+
+
+@torch.no_grad()
+def device_pass(comp: HyCo2Compressor, texts: list[str], batch_size: int, batch_tokens: int | None) -> float:
+    """Seconds of compress_batch's device work alone: the encoder pass, adapter and classifier over the
+    same length-sorted batches, queued back to back (texts tokenised beforehand, no selection)."""
+    dev = comp.backbone.device
+    toks = tokenize_contexts(comp.backbone, texts)
+    groups = length_batches([len(t) for t in toks], batch_size, batch_tokens)
+    sync(dev)
+    t0 = time.perf_counter()
+    for g in groups:
+        soft, logits = comp.model(comp.encoder.encode([toks[i] for i in g], [None] * len(g)))
+    sync(dev)
+    return time.perf_counter() - t0
 
 
 class StandInModel:
@@ -263,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile", action="store_true",
                    help="then compile the backbone's layers (Backbone.compile_layers) and time the prefill and "
                         "compress_batch rows again")
+    p.add_argument("--cli-compile", action="store_true",
+                   help="each CLI run once more with --compile (its compiling inside the run's clock)")
     p.add_argument("--profile", action="store_true",
                    help="also profile one prefill and one compress_batch pass (device busy vs wall, top kernels)")
     p.add_argument("--host-profile", action="store_true",
@@ -286,19 +348,23 @@ def main(argv: list[str] | None = None) -> int:
                      "peak_mib": peak})
         print(f"  {name:<40} batch {bs}: {tokens / seconds:,.0f} tokens/s", flush=True)
 
+    phases: dict[str, dict[str, float]] = {}  # compress_batch's wall clock by step
     for bs in args.batch_sizes:
         for sorted_no_mask, name in ((False, "prefill, padding mask"), (True, "prefill, length-sorted, no mask")):
             with PeakMemory(dev) as mem:
                 s = prefill(comp, ids, bs, sorted_no_mask, args.batch_tokens if sorted_no_mask else None)
             add(name, bs, s, mem.peak, bt=args.batch_tokens if sorted_no_mask else None)
         add("compress_batch", bs, *timed_compress(comp, texts, args.rate, bs, args.batch_tokens), bt=args.batch_tokens)
+        add("compress_batch's device work only (no selection)", bs, device_pass(comp, texts, bs, args.batch_tokens),
+            None, bt=args.batch_tokens)
+        phases[f"batch {bs}"] = compress_phases(comp, texts, args.rate, bs, args.batch_tokens)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "docs"
         folder.mkdir()
         for i, text in enumerate(texts):
             (folder / f"p{i:05d}.txt").write_text(text, encoding="utf-8")
         for device in args.cli_devices or [str(dev)]:
-            for n, compiled in itertools.product(args.cli_per_device, (False, True) if args.compile else (False,)):
+            for n, compiled in itertools.product(args.cli_per_device, (False, True) if args.cli_compile else (False,)):
                 bs = max(args.batch_sizes)
                 name = f"{device.replace(':', '_').replace(',', '+')}-{n}{'-compiled' if compiled else ''}.db"
                 r = cli_run(folder, Path(tmp) / name, device, bs, args.batch_tokens, args.rate, args.quantize,
@@ -322,6 +388,9 @@ def main(argv: list[str] | None = None) -> int:
         add("prefill, length-sorted, compiled layers", bs, s, mem.peak, bt=args.batch_tokens)
         add("compress_batch, compiled layers", bs, *timed_compress(comp, texts, args.rate, bs, args.batch_tokens),
             bt=args.batch_tokens)
+        add("compress_batch's device work only, compiled layers", bs, device_pass(comp, texts, bs, args.batch_tokens),
+            None, bt=args.batch_tokens)
+        phases[f"batch {bs}, compiled layers"] = compress_phases(comp, texts, args.rate, bs, args.batch_tokens)
     profiles = {}
     if args.profile and dev.type != "cuda":
         print("--profile reads the GPU's timeline: nothing to profile on the CPU", file=sys.stderr)
@@ -346,6 +415,13 @@ def main(argv: list[str] | None = None) -> int:
         peak = "-" if r["peak_mib"] is None else f"{r['peak_mib']:.0f}"
         print(f"| {r['row']} | {batch} | {r['tokens_per_s']:,.0f} | {r['docs_per_s']:.1f} | "
               f"{'-' if rel is None else f'{rel:.2f}'} | {r['seconds']:.2f} | {peak} |")
+    if phases:
+        print("\ncompress_batch's wall clock by step (seconds): tokenise every text; queue a batch's pass (host); "
+              "wait for a pass (host idle); finish a batch (host: selection, decoding, counting)\n\n"
+              "| run | wall | tokenise | queue | wait | finish | other |\n|---|---|---|---|---|---|---|")
+        for name, ph in phases.items():
+            print(f"| {name} | " + " | ".join(f"{ph[k]:.2f}" for k in ("wall", "tokenise", "queue", "wait", "finish",
+                                                                         "other")) + " |")
     for name, pr in profiles.items():
         print(f"\n{name} under the profiler: {pr['wall_ms']:.0f} ms wall, device busy {pr['device_ms']:.0f} ms "
               f"({pr['device_ms'] / pr['wall_ms']:.0%}), {pr['launches']} kernel launches\n\n"
@@ -362,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps({"machine": machine(), "gpus": torch.cuda.device_count(), "rows": rows,
                                "weights": comp.backbone.weights,
                                "docs": len(texts), "tokens": n_tokens, "rate": args.rate, "profiles": profiles,
-                               "host_profile": host}, indent=1))
+                               "host_profile": host, "phases": phases}, indent=1))
     return 0
 
 
