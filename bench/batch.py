@@ -340,6 +340,15 @@ def main(argv: list[str] | None = None) -> int:
     comp.compress_batch(texts[:8], None, rate=args.rate)  # warm-up outside the timings
     prefill(comp, ids[:64], 8, True, None)
     rows = []
+    phases: dict[str, dict[str, float]] = {}  # compress_batch's wall clock by step
+    out = Path(args.out or ROOT / "bench" / "results" / f"batch-{'gpu' if dev.type == 'cuda' else 'cpu'}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save(**more: object) -> None:
+        """The JSON so far: after every row, so that a run cut short (a lent machine's time limit) keeps them."""
+        out.write_text(json.dumps({"machine": machine(), "gpus": torch.cuda.device_count(), "rows": rows,
+                                   "weights": comp.backbone.weights, "docs": len(texts), "tokens": n_tokens,
+                                   "rate": args.rate, "phases": phases, **more}, indent=1))
 
     def add(name: str, bs: int | None, seconds: float, peak: float | None, tokens: int = n_tokens,
             docs: int = len(texts), bt: int | None = None) -> None:
@@ -347,8 +356,8 @@ def main(argv: list[str] | None = None) -> int:
                      "tokens": tokens, "tokens_per_s": tokens / seconds, "docs_per_s": docs / seconds,
                      "peak_mib": peak})
         print(f"  {name:<40} batch {bs}: {tokens / seconds:,.0f} tokens/s", flush=True)
+        save()
 
-    phases: dict[str, dict[str, float]] = {}  # compress_batch's wall clock by step
     for bs in args.batch_sizes:
         for sorted_no_mask, name in ((False, "prefill, padding mask"), (True, "prefill, length-sorted, no mask")):
             with PeakMemory(dev) as mem:
@@ -433,12 +442,7 @@ def main(argv: list[str] | None = None) -> int:
               "| function | calls | own s |\n|---|---|---|")
         for f in host["top"]:
             print(f"| {f['function']} | {f['calls']} | {f['own_s']} |")
-    out = Path(args.out or ROOT / "bench" / "results" / f"batch-{'gpu' if dev.type == 'cuda' else 'cpu'}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": machine(), "gpus": torch.cuda.device_count(), "rows": rows,
-                               "weights": comp.backbone.weights,
-                               "docs": len(texts), "tokens": n_tokens, "rate": args.rate, "profiles": profiles,
-                               "host_profile": host, "phases": phases}, indent=1))
+    save(profiles=profiles, host_profile=host)
     return 0
 
 
