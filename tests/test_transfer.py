@@ -26,5 +26,17 @@ def test_queued_copies_on_a_gpu_arrive_whole():
     for _ in range(50):  # work queued before the copy
         y = y + 1
     got = HostCopy(y, x[:5]).wait()
-    assert got[0].is_pinned() and torch.equal(got[0], torch.arange(1 << 20, dtype=torch.float32) + 50)
+    assert not any(t.is_pinned() for t in got)  # results keep them: no pinned memory held
+    assert torch.equal(got[0], torch.arange(1 << 20, dtype=torch.float32) + 50)
     assert torch.equal(got[1], torch.arange(5, dtype=torch.float32))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_compressed_results_on_a_gpu_hold_no_pinned_memory():
+    from hyco2 import HyCo2Compressor
+
+    comp = HyCo2Compressor.from_pretrained(device="cuda")
+    texts = [f"Paragraph {i}: the bridge opened in {1900 + i} and carries {i} lanes." for i in range(40)]
+    results = comp.compress_batch(texts, rate=0.3, batch_size=8)
+    assert all(r.soft_embeddings.device.type == "cpu" and not r.soft_embeddings.is_pinned() for r in results)
+    assert [r.kept_text for r in results] == [comp.compress(t, rate=0.3).kept_text for t in texts]
