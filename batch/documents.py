@@ -32,12 +32,18 @@ def discover(root: Path, pattern: str) -> list[Found]:
         raise HyCo2Error(f"--glob {pattern!r} must stay inside the folder (no '..', not absolute).")
     base = root.resolve()
     out = []
+    real_dirs: dict[Path, Path] = {}  # each folder resolved once (resolving walks every part of a path)
     for path in sorted(root.glob(pattern)):
         if path.is_dir():
             continue
         rel = path.relative_to(root).as_posix()
         try:
-            real = path.resolve(strict=True)
+            if path.is_symlink():
+                real = path.resolve(strict=True)
+            else:
+                if path.parent not in real_dirs:
+                    real_dirs[path.parent] = path.parent.resolve(strict=True)
+                real = real_dirs[path.parent] / path.name
         except (OSError, RuntimeError):
             out.append(Found(path, rel, "broken symbolic link"))
             continue

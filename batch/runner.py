@@ -8,6 +8,7 @@ import os
 import platform
 import time
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -41,6 +42,20 @@ class BatchSettings:
         relevant = {k: v for k, v in asdict(self).items() if k not in ("max_bytes",)}
         blob = json.dumps({"settings": relevant, "model": model, "checkpoint": checkpoint_sha}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+#: Files a reader thread reads in one task (see BatchRunner._read_ahead).
+READ_GROUP = 64
+
+
+@dataclass
+class _Read:
+    """A file as a reader thread left it: its bytes, or why there are none, and its modification time."""
+
+    found: Found
+    raw: bytes | None
+    error: HyCo2Error | None
+    mtime: float | None = None
 
 
 @dataclass
@@ -140,14 +155,34 @@ class BatchRunner:
             "and (status = 'ok' or error_kind = 'input') limit 1", [doc_id, self.key, question or ""]).fetchall()
         return bool(rows)
 
-    def _read(self, found: Found) -> tuple[Found, bytes | None, HyCo2Error | None]:
+    def _read(self, found: Found) -> _Read:
         try:
-            size = found.path.stat().st_size
-            if size > self.s.max_bytes:
-                return found, None, HyCo2Error(f"file is {size} bytes, over --max-bytes {self.s.max_bytes}")
-            return found, found.path.read_bytes(), None
+            st = found.path.stat()
+            if st.st_size > self.s.max_bytes:
+                return _Read(found, None, HyCo2Error(f"file is {st.st_size} bytes, over --max-bytes "
+                                                     f"{self.s.max_bytes}"), st.st_mtime)
+            return _Read(found, found.path.read_bytes(), None, st.st_mtime)
         except OSError as exc:
-            return found, None, HyCo2Error(f"cannot read: {exc.strerror or exc}")
+            return _Read(found, None, HyCo2Error(f"cannot read: {exc.strerror or exc}"))
+
+    def _read_ahead(self, todo: list[Found]) -> Iterator[_Read]:
+        """The files in order, read by the reader threads a few groups ahead of the caller.
+
+        Why groups, and only a few ahead: a thread-pool task per small file cost more than reading it
+        (creating 4,096 futures up front was a third of the main thread's time, measured with py-spy on
+        the 2-core CPU), and reading every file ahead, as ``Executor.map`` does, held a whole folder's
+        bytes in memory."""
+        groups = [todo[i:i + READ_GROUP] for i in range(0, len(todo), READ_GROUP)]
+        with ThreadPoolExecutor(self.workers) as readers:
+            ahead: deque[Future] = deque(readers.submit(self._read_group, g) for g in groups[:2 * self.workers])
+            for nxt in groups[2 * self.workers:] + [None] * len(ahead):
+                done = ahead.popleft().result()
+                if nxt is not None:
+                    ahead.append(readers.submit(self._read_group, nxt))
+                yield from done
+
+    def _read_group(self, group: list[Found]) -> list[_Read]:
+        return [self._read(f) for f in group]
 
     # ----------------------------------------------------------------- the run
     def run(self, root: Path, pattern: str = "**/*") -> dict:
@@ -170,20 +205,19 @@ class BatchRunner:
             inflight: deque[tuple[list[_Doc], Future | None]] = deque()
             self._pool = self.pool or LocalPool(self.comp, self.c, self.batch_size, self.batch_tokens,
                                                 self.s.store_embeddings)
-            with ThreadPoolExecutor(self.workers) as readers:
-                for f, raw, err in readers.map(self._read, todo):
-                    doc = self._prepare(f, raw, err)
-                    if doc is None:
-                        self.stats["skipped"] += 1
-                        bar.update(1)
-                        continue
-                    pending.append(doc)
-                    n_items += len(doc.items)
-                    if n_items >= self.batch_size * self.pool_batches:
-                        self._flush(run_id, pending, bar, inflight)
-                        pending, n_items = [], 0
-                if pending:
+            for read in self._read_ahead(todo):
+                doc = self._prepare(read)
+                if doc is None:
+                    self.stats["skipped"] += 1
+                    bar.update(1)
+                    continue
+                pending.append(doc)
+                n_items += len(doc.items)
+                if n_items >= self.batch_size * self.pool_batches:
                     self._flush(run_id, pending, bar, inflight)
+                    pending, n_items = [], 0
+            if pending:
+                self._flush(run_id, pending, bar, inflight)
             while inflight:
                 self._write_oldest(run_id, inflight, bar)
             bar.close()
@@ -201,8 +235,9 @@ class BatchRunner:
                 "wall_seconds": round(time.perf_counter() - started, 3)})
         return {"run_id": run_id, **self.stats, "seconds": time.perf_counter() - started}
 
-    def _prepare(self, f: Found, raw: bytes | None, err: HyCo2Error | None) -> _Doc | None:
+    def _prepare(self, read: _Read) -> _Doc | None:
         """Register the document; None if everything for it is already done."""
+        f, raw, err = read.found, read.raw, read.error
         doc = _Doc(f)
         if raw is None:
             digest, size = "unreadable:" + f.rel, 0
@@ -217,9 +252,8 @@ class BatchRunner:
             doc.doc_id = existing[0]
             questions = [q for q in questions if not self._done(doc.doc_id, q)]
         else:  # a new one (or a changed file): nothing of it can be done yet
-            mtime = f.path.stat().st_mtime if f.path.exists() else None
             doc.doc_id = conn.execute("insert into documents (path, size, sha256, mtime) values (?, ?, ?, ?)",
-                                      [f.rel, size, digest, mtime]).lastrowid
+                                      [f.rel, size, digest, read.mtime]).lastrowid
         if not questions:
             return None
         try:

@@ -233,3 +233,56 @@ def test_report_and_export(folder, tmp_path, capsys):
     text = csv_path.read_text()
     assert text.startswith("path,chunk,question") and "good.txt" in text
     assert batch_main(["report", str(tmp_path / "nope.db")]) == 2
+
+
+def test_files_are_read_ahead_in_groups_in_order(tiny, tmp_path, monkeypatch):
+    """The reader threads read a few groups of files ahead of the writer (not the whole folder at once):
+    every file comes back once, in order, with its bytes or why there are none."""
+    import batch.runner as runner
+    from batch.db import open_db
+    from batch.documents import discover
+    from hyco2.settings import CompressionSettings
+
+    monkeypatch.setattr(runner, "READ_GROUP", 3)  # 23 files: 8 groups, 4 read ahead by the 2 threads
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(23):
+        (docs / f"f{i:02d}.txt").write_text("x" * (200 if i % 5 == 0 else i + 1))
+    run = runner.BatchRunner(open_db(str(tmp_path / "r.db")), tiny,
+                             runner.BatchSettings(compression=CompressionSettings(rate=0.5), max_bytes=100),
+                             progress=False, workers=2)
+    got = list(run._read_ahead(discover(docs, "**/*")))
+    assert [r.found.rel for r in got] == [f"f{i:02d}.txt" for i in range(23)]
+    for i, r in enumerate(got):
+        if i % 5 == 0:
+            assert r.raw is None and "over --max-bytes 100" in str(r.error)
+        else:
+            assert r.raw == b"x" * (i + 1) and r.error is None and r.mtime == (docs / f"f{i:02d}.txt").stat().st_mtime
+
+
+def test_discover_never_leaves_the_folder(tmp_path):
+    """Each folder is resolved once and a file only when it is a link: a linked folder that leads out,
+    a link to a file outside and a broken link are refused; links inside the folder are followed."""
+    from batch.documents import discover
+
+    root, outside = tmp_path / "docs", tmp_path / "outside"
+    (root / "a").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "secret.txt").write_text("no")
+    (root / "a" / "ok.txt").write_text("yes")
+    (root / "out").symlink_to(outside, target_is_directory=True)
+    (root / "inner").symlink_to(root / "a", target_is_directory=True)
+    (root / "to_secret.txt").symlink_to(outside / "secret.txt")
+    (root / "to_ok.txt").symlink_to(root / "a" / "ok.txt")
+    (root / "broken.txt").symlink_to(tmp_path / "missing.txt")
+    found = {f.rel: f for f in discover(root, "**/*")}
+    assert found["a/ok.txt"].skip_reason is None and found["a/ok.txt"].path == (root / "a" / "ok.txt").resolve()
+    assert found["to_ok.txt"].skip_reason is None and found["to_ok.txt"].path == (root / "a" / "ok.txt").resolve()
+    assert "outside the folder" in found["to_secret.txt"].skip_reason
+    assert found["broken.txt"].skip_reason == "broken symbolic link"
+    through = {f.rel: f for f in discover(root, "*/*.txt")}  # this pattern goes through linked folders
+    assert "outside the folder" in through["out/secret.txt"].skip_reason
+    assert through["inner/ok.txt"].skip_reason is None and through["inner/ok.txt"].path == (root / "a" / "ok.txt").resolve()
+    linked_root = tmp_path / "docs-link"  # the folder named through a link: its files are inside it
+    linked_root.symlink_to(root, target_is_directory=True)
+    assert discover(linked_root, "a/*")[0].skip_reason is None
