@@ -103,6 +103,9 @@ class DeviceWorker:
         threads = max(1, (os.cpu_count() or 1) // share)  # workers on one host share its cores
         torch.set_num_threads(threads)
         os.environ.setdefault("RAYON_NUM_THREADS", str(threads))  # the fast tokenizer's pool, unless the user set it
+        dev = torch.device(device)
+        if dev.type == "cuda" and dev.index is not None:  # streams, events and kernels default to this GPU,
+            torch.cuda.set_device(dev)  # and no context is opened on cuda:0 by every worker
         comp = HyCo2Compressor.from_pretrained(checkpoint, model=model, quantize=quantize, device=device,
                                                compile=compile)
         self._attach(comp, settings, batch_size, batch_tokens, embeddings)

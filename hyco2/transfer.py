@@ -23,19 +23,24 @@ class HostCopy:
     returns them once they are there (at once on the CPU), in ordinary memory.
 
     Why not hand out the pinned staging tensors themselves: results keep them (a batch's soft tokens,
-    as views) for as long as the caller likes, so PyTorch's pinned-memory cache never got a block back
-    and every batch allocated new pinned memory; and a page-locked allocation waits for all work on the
-    device (CUDA's implicit synchronisation). Timed on an H200, ``compress_batch``'s queueing of a pass
-    then took as long as the device took for it: batch *i+1* never ran while batch *i* was finished.
-    Copied out after the wait, the staging blocks go back to the cache for the next batches.
+    as views) for as long as the caller likes, so PyTorch's pinned-memory cache never got a block back:
+    a batch run held pinned memory for every result (36 KB a paragraph) and allocated more at every
+    batch, and a page-locked allocation waits for all work on the device (CUDA's implicit
+    synchronisation). Copied out after the wait, the staging blocks go back to the cache.
+
+    The event is recorded on the stream of the tensors' own device: recorded on the current device's
+    (cuda:0 unless set), it would not cover a copy on cuda:1, and :meth:`wait` could return before it.
     """
 
     def __init__(self, *tensors: torch.Tensor):
         self.ready: torch.cuda.Event | None = None
-        if any(t.device.type == "cuda" for t in tensors):
+        on_gpu = [t.device for t in tensors if t.device.type == "cuda"]
+        if on_gpu:
+            if len(set(on_gpu)) > 1:
+                raise ValueError(f"one HostCopy copies from one device, not {sorted(map(str, set(on_gpu)))}")
             self.tensors = [_pinned_copy(t) for t in tensors]
             self.ready = torch.cuda.Event()
-            self.ready.record()
+            self.ready.record(torch.cuda.current_stream(on_gpu[0]))
         else:
             self.tensors = [t.cpu() for t in tensors]
 

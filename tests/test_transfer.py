@@ -40,3 +40,18 @@ def test_compressed_results_on_a_gpu_hold_no_pinned_memory():
     results = comp.compress_batch(texts, rate=0.3, batch_size=8)
     assert all(r.soft_embeddings.device.type == "cpu" and not r.soft_embeddings.is_pinned() for r in results)
     assert [r.kept_text for r in results] == [comp.compress(t, rate=0.3).kept_text for t in texts]
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_queued_copies_from_a_second_gpu_arrive_whole():
+    """The event that wait() waits for is on the tensors' device, not the current one (cuda:0)."""
+    dev = torch.device("cuda:1")
+    x = to_device(torch.arange(1 << 22, dtype=torch.float32), dev)
+    y = x
+    for _ in range(200):  # long work queued on cuda:1 before the copy
+        y = y * 1.0001 + 1
+    expected = y.cpu()
+    y = x
+    for _ in range(200):
+        y = y * 1.0001 + 1
+    assert torch.equal(HostCopy(y).wait()[0], expected)
