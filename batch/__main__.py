@@ -180,8 +180,9 @@ def main(argv: list[str] | None = None) -> int:
         questions = load_questions(args.questions) if args.questions else None
         compression = CompressionSettings.from_args(args)  # bad settings fail before the model loads
         ray = args.engine == "ray"
-        devices = [] if ray else parse_devices(args.devices or (
-            (args.device or str(default_device())) if args.per_device > 1 else None), args.per_device)
+        # --per-device N without --devices: N workers on this run's one device
+        spec = args.devices or ((args.device or str(default_device())) if args.per_device > 1 else None)
+        devices = [] if ray else parse_devices(spec, args.per_device)
         if len(devices) == 1:
             args.device, devices = devices[0], []
         # with workers elsewhere this process only reads, tokenises and writes: its copy stays on the CPU

@@ -26,7 +26,7 @@ def parse_devices(spec: str | None, per_device: int = 1) -> list[str]:
     ``cpu,cpu`` → two CPU workers; each ``per_device`` times (``cuda:0,cuda:0,cuda:1,cuda:1`` for 2).
 
     Why several workers on one device: a batch's host work (tokenising, selecting, decoding, counting:
-    ~0.4 ms a paragraph, in one interpreter) bounds one worker below what a GPU computes; a second
+    ~0.5 ms a paragraph, in one interpreter) bounds one worker below what a GPU computes; a second
     worker's host work runs on another core while the first one's batch is on the GPU."""
     check_per_device(per_device)
     if not spec:

@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -172,11 +173,12 @@ class BatchRunner:
         (creating 4,096 futures up front was a third of the main thread's time, measured with py-spy on
         the 2-core CPU), and reading every file ahead, as ``Executor.map`` does, held a whole folder's
         bytes in memory."""
-        groups = [todo[i:i + READ_GROUP] for i in range(0, len(todo), READ_GROUP)]
+        groups = iter([todo[i:i + READ_GROUP] for i in range(0, len(todo), READ_GROUP)])
         with ThreadPoolExecutor(self.workers) as readers:
-            ahead: deque[Future] = deque(readers.submit(self._read_group, g) for g in groups[:2 * self.workers])
-            for nxt in groups[2 * self.workers:] + [None] * len(ahead):
+            ahead = deque(readers.submit(self._read_group, g) for g in islice(groups, 2 * self.workers))
+            while ahead:
                 done = ahead.popleft().result()
+                nxt = next(groups, None)
                 if nxt is not None:
                     ahead.append(readers.submit(self._read_group, nxt))
                 yield from done
