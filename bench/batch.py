@@ -25,9 +25,9 @@ Rows:
   for each ``--cli-devices`` value (one device, or ``all`` GPUs) and ``--cli-per-device`` value
   (worker processes on each device).
 
-Then compress_batch's wall clock by step (tokenising every text; queueing each batch's pass; waiting for
-a pass's outputs; finishing each batch on the host): a host that never waits while queueing takes as
-long as the device's work has found a synchronisation in the queueing.
+Then compress_batch's wall clock by step (tokenising every text; queueing each batch's pass: the host
+launching its kernels, and any wait for the device inside that; waiting for a pass's outputs; finishing
+each batch on the host): when the host's steps add up to the wall clock, one interpreter is the limit.
 
 With ``--profile``, one prefill pass and one compress_batch over the same documents also run under
 torch.profiler: wall ms against the device's busy ms (a GPU that waits on the host shows a low busy
