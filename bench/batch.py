@@ -35,7 +35,9 @@ share), kernel launches, and the top kernels (with ``--compile``, the compiled l
 the model replaced by a stand-in of the same output shapes: its host work alone, in ms a document, and
 where it goes (cProfile; it inflates code that makes many small calls, so read its shares with care); and
 the batch CLI's main process alone (``CLI bookkeeping only``: a run whose device pool answers at once
-from results made beforehand), the most any number of devices can get out of one writer.
+from results made beforehand), the most any number of devices can get out of one writer; and the same
+with the answers coming from 4 worker processes (``results from 4 worker processes``): what handing
+batches over and taking results back costs that process.
 
 The documents are written to a temporary folder at run time from the SQuAD file (nothing is copied into
 the repo).
@@ -231,26 +233,57 @@ def batch_package():
 
 
 class StandInPool:
-    """A device pool that answers every batch at once from results computed beforehand: what is left of
-    a CLI run is its main process's own work (reading, hashing, registering, writing SQLite), which no
-    number of devices can go past."""
+    """A device pool that answers every batch from results computed beforehand: what is left of a CLI
+    run is its main process's own work (reading, hashing, registering, writing SQLite), which no number
+    of devices can go past. With ``processes``, the answers come from that many worker processes (as
+    ``--devices`` runs them), so the main process also pays for handing batches over and taking results
+    back; without, they come at once."""
 
-    def __init__(self, results: dict[str, object], devices: int = 4):
-        self.results, self.devices = results, ["stand-in"] * devices
+    def __init__(self, results: dict[str, object], devices: int = 4, processes: bool = False):
+        self.results, self.devices, self.pool = results, ["stand-in"] * devices, None
+        if processes:
+            import multiprocessing as mp
+            import pickle
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._file = tempfile.NamedTemporaryFile(suffix=".pkl")
+            pickle.dump(results, self._file)
+            self._file.flush()
+            self.pool = ProcessPoolExecutor(devices, mp_context=mp.get_context("spawn"),
+                                            initializer=_stand_in_load, initargs=(self._file.name,))
+            list(self.pool.map(_stand_in_answer, [[]] * devices))  # started before the clock, as DevicePool's
 
     def submit(self, items):
         from concurrent.futures import Future
 
+        if self.pool is not None:
+            return self.pool.submit(_stand_in_answer, items)
         future: Future = Future()
         future.set_result([self.results[text] for _, _, text in items])
         return future
 
     def close(self) -> None:
-        pass
+        if self.pool is not None:
+            self.pool.shutdown()
+            self._file.close()
+
+
+_stand_in_results: dict[str, object] = {}  # in a StandInPool's worker process
+
+
+def _stand_in_load(path: str) -> None:
+    import pickle
+
+    with open(path, "rb") as fh:
+        _stand_in_results.update(pickle.load(fh))
+
+
+def _stand_in_answer(items) -> list:
+    return [_stand_in_results[text] for _, _, text in items]
 
 
 def runner_ceiling(comp: HyCo2Compressor, folder: Path, texts: list[str], rate: float, batch_size: int,
-                   batch_tokens: int | None) -> float:
+                   batch_tokens: int | None, processes: bool = False) -> float:
     """Seconds of a batch run over ``folder`` with a :class:`StandInPool` (best of two, fresh databases)."""
     runner, devices, db = batch_package()
     with StandInModel(comp):
@@ -258,11 +291,17 @@ def runner_ceiling(comp: HyCo2Compressor, folder: Path, texts: list[str], rate: 
     results = {t: devices.slim(r, embeddings=False) for t, r in zip(texts, made)}
     best = float("inf")
     for i in range(2):
-        path = folder.parent / f"ceiling-{i}.db"
+        path = folder.parent / f"ceiling-{i}-{processes}.db"
+        for old in folder.parent.glob(path.name + "*"):  # a fresh database (and its WAL) every time
+            old.unlink()
         settings = runner.BatchSettings(compression=CompressionSettings(rate=rate))
-        run = runner.BatchRunner(db.open_db(str(path)), comp, settings, batch_size=batch_size, progress=False,
-                                 pool=StandInPool(results), batch_tokens=batch_tokens)
-        best = min(best, run.run(folder)["seconds"])
+        pool = StandInPool(results, processes=processes)
+        try:
+            run = runner.BatchRunner(db.open_db(str(path)), comp, settings, batch_size=batch_size, progress=False,
+                                     pool=pool, batch_tokens=batch_tokens)
+            best = min(best, run.run(folder)["seconds"])
+        finally:
+            pool.close()
     return best
 
 
@@ -337,7 +376,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="also profile one prefill and one compress_batch pass (device busy vs wall, top kernels)")
     p.add_argument("--host-profile", action="store_true",
                    help="also time compress_batch's host work alone, the model replaced by a stand-in, and "
-                        "list where it goes (cProfile); and the batch CLI's bookkeeping alone (a stand-in pool)")
+                        "list where it goes (cProfile); and the batch CLI's bookkeeping alone (a stand-in pool "
+                        "answering at once, and one answering from 4 worker processes)")
     p.add_argument("--out", default=None, help="JSON file for the rows (default: bench/results/batch-<dev>.json)")
     args = p.parse_args(argv)
     texts = paragraphs(Path(args.data), args.docs)
@@ -393,6 +433,9 @@ def main(argv: list[str] | None = None) -> int:
             bs = max(args.batch_sizes)
             add("CLI bookkeeping only (stand-in pool)", bs, runner_ceiling(comp, folder, texts, args.rate, bs,
                                                                            args.batch_tokens), None, bt=args.batch_tokens)
+            add("CLI bookkeeping, results from 4 worker processes (stand-in workers)", bs,
+                runner_ceiling(comp, folder, texts, args.rate, bs, args.batch_tokens, processes=True), None,
+                bt=args.batch_tokens)
     if args.compile:
         bs = max(args.batch_sizes)
         t0 = time.perf_counter()
