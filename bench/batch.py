@@ -77,6 +77,17 @@ def paragraphs(path: Path, n: int) -> list[str]:
     return out
 
 
+def _seconds(fn, device: torch.device | None = None) -> float:
+    """Seconds of ``fn()``; with a ``device``, from an idle device to the end of the work it queued."""
+    if device is not None:
+        sync(device)
+    t0 = time.perf_counter()
+    fn()
+    if device is not None:
+        sync(device)
+    return time.perf_counter() - t0
+
+
 @torch.no_grad()
 def prefill(comp: HyCo2Compressor, ids: list[list[int]], batch_size: int, sorted_no_mask: bool,
             batch_tokens: int | None) -> float:
@@ -86,21 +97,21 @@ def prefill(comp: HyCo2Compressor, ids: list[list[int]], batch_size: int, sorted
     rows = [q + x for x in ids]
     groups = (length_batches([len(r) for r in rows], batch_size, batch_tokens) if sorted_no_mask
               else [list(range(s, min(s + batch_size, len(rows)))) for s in range(0, len(rows), batch_size)])
-    sync(dev)
-    t0 = time.perf_counter()
-    for g in groups:  # as the encoder runs it: no autocast (the weights are bf16 on a GPU), copies queued
-        L = max(len(rows[i]) for i in g)
-        x = torch.full((len(g), L), bb.tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(g), L), dtype=torch.long)
-        for r, i in enumerate(g):
-            x[r, : len(rows[i])] = torch.tensor(rows[i])
-            mask[r, : len(rows[i])] = 1
-        if sorted_no_mask:
-            right_padded_forward(bb.model, input_ids=to_device(x, dev))
-        else:
-            bb.model.base_model(input_ids=to_device(x, dev), attention_mask=to_device(mask, dev))
-    sync(dev)
-    return time.perf_counter() - t0
+
+    def run() -> None:
+        for g in groups:  # as the encoder runs it: no autocast (the weights are bf16 on a GPU), copies queued
+            L = max(len(rows[i]) for i in g)
+            x = torch.full((len(g), L), bb.tokenizer.pad_token_id, dtype=torch.long)
+            mask = torch.zeros((len(g), L), dtype=torch.long)
+            for r, i in enumerate(g):
+                x[r, : len(rows[i])] = torch.tensor(rows[i])
+                mask[r, : len(rows[i])] = 1
+            if sorted_no_mask:
+                right_padded_forward(bb.model, input_ids=to_device(x, dev))
+            else:
+                bb.model.base_model(input_ids=to_device(x, dev), attention_mask=to_device(mask, dev))
+
+    return _seconds(run, dev)
 
 
 def timed_compress(comp: HyCo2Compressor, texts: list[str], rate: float, batch_size: int,
@@ -108,11 +119,8 @@ def timed_compress(comp: HyCo2Compressor, texts: list[str], rate: float, batch_s
     """Seconds and peak device MiB of one compress_batch over every document."""
     dev = comp.backbone.device
     with PeakMemory(dev) as mem:
-        sync(dev)
-        t0 = time.perf_counter()
-        comp.compress_batch(texts, None, rate=rate, batch_size=batch_size, batch_tokens=batch_tokens)
-        sync(dev)
-        seconds = time.perf_counter() - t0
+        seconds = _seconds(lambda: comp.compress_batch(texts, None, rate=rate, batch_size=batch_size,
+                                                       batch_tokens=batch_tokens), dev)
     return seconds, mem.peak
 
 
@@ -144,12 +152,8 @@ def compress_phases(comp: HyCo2Compressor, texts: list[str], rate: float, batch_
     for obj, name, fn in patches:
         setattr(obj, name, fn)
     try:
-        dev = comp.backbone.device
-        sync(dev)
-        t0 = time.perf_counter()
-        comp.compress_batch(texts, None, rate=rate, batch_size=batch_size, batch_tokens=batch_tokens)
-        sync(dev)
-        wall = time.perf_counter() - t0
+        wall = _seconds(lambda: comp.compress_batch(texts, None, rate=rate, batch_size=batch_size,
+                                                    batch_tokens=batch_tokens), comp.backbone.device)
     finally:
         for obj, name, fn in saved:
             if obj is comp:
@@ -164,15 +168,14 @@ def compress_phases(comp: HyCo2Compressor, texts: list[str], rate: float, batch_
 def device_pass(comp: HyCo2Compressor, texts: list[str], batch_size: int, batch_tokens: int | None) -> float:
     """Seconds of compress_batch's device work alone: the encoder pass, adapter and classifier over the
     same length-sorted batches, queued back to back (texts tokenised beforehand, no selection)."""
-    dev = comp.backbone.device
     toks = tokenize_contexts(comp.backbone, texts)
     groups = length_batches([len(t) for t in toks], batch_size, batch_tokens)
-    sync(dev)
-    t0 = time.perf_counter()
-    for g in groups:
-        comp.model(comp.encoder.encode([toks[i] for i in g], [None] * len(g)))
-    sync(dev)
-    return time.perf_counter() - t0
+
+    def run() -> None:
+        for g in groups:  # each batch's outputs dropped as the next is queued, as compress_batch does
+            comp.model(comp.encoder.encode([toks[i] for i in g], [None] * len(g)))
+
+    return _seconds(run, comp.backbone.device)
 
 
 class StandInModel:
@@ -303,12 +306,6 @@ def runner_ceiling(comp: HyCo2Compressor, folder: Path, texts: list[str], rate: 
         finally:
             pool.close()
     return best
-
-
-def _seconds(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 def profiled(fn, dev: torch.device) -> dict:
