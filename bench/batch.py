@@ -69,6 +69,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 
 
+def write_documents(texts: list[str], folder: Path) -> None:
+    """One text file a paragraph, in order: the folder a CLI row compresses."""
+    for i, text in enumerate(texts):
+        (folder / f"p{i:05d}.txt").write_text(text, encoding="utf-8")
+
+
 def paragraphs(path: Path, n: int) -> list[str]:
     seen = dict.fromkeys(ex.paragraph for ex in read_squad(path))
     out = list(seen)[:n]
@@ -415,8 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "docs"
         folder.mkdir()
-        for i, text in enumerate(texts):
-            (folder / f"p{i:05d}.txt").write_text(text, encoding="utf-8")
+        write_documents(texts, folder)
         for device in args.cli_devices or [str(dev)]:
             for n, compiled in itertools.product(args.cli_per_device, (False, True) if args.cli_compile else (False,)):
                 bs = max(args.batch_sizes)

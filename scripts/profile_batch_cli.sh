@@ -13,9 +13,8 @@ python3 - "$DOCS" $F <<'PY'
 import sys
 from pathlib import Path
 sys.path.insert(0, "bench")
-from batch import paragraphs  # bench/batch.py: the same paragraphs as its rows
-for i, text in enumerate(paragraphs(Path("/root/data/squad-v1.0-train.json.gz"), int(sys.argv[1]))):
-    (Path(sys.argv[2]) / f"p{i:05d}.txt").write_text(text, encoding="utf-8")
+from batch import paragraphs, write_documents  # bench/batch.py: the same folder as its CLI rows
+write_documents(paragraphs(Path("/root/data/squad-v1.0-train.json.gz"), int(sys.argv[1])), Path(sys.argv[2]))
 PY
 /tmp/site/bin/py-spy record -r 250 --gil -f raw -o "$OUT/cli-main.raw" -- \
   python3 -m batch compress $F --db /root/work/cli.db --no-progress "$@"
