@@ -10,13 +10,13 @@ from __future__ import annotations
 import multiprocessing as mp
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import replace
-
 import torch
 
 from hyco2.compressor import CompressionResult, HyCo2Compressor
 from hyco2.errors import HyCo2Error, HyCo2OutOfMemoryError, InvalidSettingError
 from hyco2.settings import CompressionSettings
+
+from .db import result_columns
 
 Items = list[tuple[str | None, int, str]]  # (question, chunk index, text)
 
@@ -77,19 +77,6 @@ def compress_items(comp: HyCo2Compressor, items: Items, settings: CompressionSet
             size = max(1, size // 2)
 
 
-def slim(r: CompressionResult | Exception, embeddings: bool = True) -> CompressionResult | Exception:
-    """What a database row needs, without the context text, its tokenisation and per-token scores, and
-    without the soft tokens' values unless the run stores them (``embeddings``): they would cross the
-    process boundary for nothing (16 x 576 floats, 36 KB a document, against a few hundred bytes of row).
-    Their shape stays, on the meta device (no data; reading it fails loudly), since the row counts them."""
-    if isinstance(r, Exception):
-        return r
-    soft = r.soft_embeddings
-    if soft is not None and not embeddings:
-        soft = torch.empty(soft.shape, dtype=soft.dtype, device="meta")
-    return replace(r, context="", tokenized=None, probabilities=None, soft_embeddings=soft)
-
-
 # -------------------------------------------------------------------- in each worker (process, thread or Ray actor)
 class DeviceWorker:
     """One compressor on one device, compressing batches of items: the body of a worker process
@@ -122,11 +109,12 @@ class DeviceWorker:
                 batch_tokens: int | None, embeddings: bool) -> None:
         """What every worker holds, however its compressor came (loaded here, or handed over)."""
         self.comp, self.settings, self.batch_size, self.batch_tokens = comp, settings, batch_size, batch_tokens
-        self.embeddings = embeddings  # whether the run stores the soft tokens (else only their shape travels)
+        self.embeddings = embeddings  # whether the run stores the soft tokens (else only their count travels)
 
-    def __call__(self, items: Items) -> list[CompressionResult | Exception]:
+    def __call__(self, items: Items) -> list[dict | Exception]:
+        """Each item's row columns (:func:`batch.db.result_columns`), or the error that stopped it."""
         out, self.batch_size = compress_items(self.comp, items, self.settings, self.batch_size, self.batch_tokens)
-        return [slim(r, self.embeddings) for r in out]
+        return [r if isinstance(r, Exception) else result_columns(r, self.embeddings) for r in out]
 
 
 _worker: list[DeviceWorker] = []
@@ -141,7 +129,7 @@ def _init(devices: list[str], counter, worker: dict) -> None:
     _worker.append(DeviceWorker(device, share=len(devices), **worker))
 
 
-def _work(items: Items) -> list[CompressionResult | Exception]:
+def _work(items: Items) -> list[dict | Exception]:
     return _worker[0](items)
 
 

@@ -14,13 +14,12 @@ from dataclasses import asdict, dataclass, field, replace
 from itertools import islice
 from pathlib import Path
 
-import numpy as np
 import sqlite_utils
 from tqdm.auto import tqdm
 
 import hyco2
 from hyco2.chunking import chunk_bounds
-from hyco2.compressor import CompressionResult, HyCo2Compressor
+from hyco2.compressor import HyCo2Compressor
 from hyco2.encoder import GENERIC_INSTRUCTION, tokenize_context
 from hyco2.errors import HyCo2Error, HyCo2OutOfMemoryError
 from hyco2.settings import CompressionSettings
@@ -65,7 +64,7 @@ class _Doc:
     doc_id: int | None = None
     items: list[tuple[str | None, int, str]] = field(default_factory=list)  # (question, chunk, text)
     error: HyCo2Error | None = None
-    results: list[CompressionResult | Exception] = field(default_factory=list)
+    results: list[dict | Exception] = field(default_factory=list)  # each item's row columns, or its error
 
 
 def _now() -> str:
@@ -306,26 +305,16 @@ class BatchRunner:
         bar.update(len(docs))
         bar.set_postfix(saved=self.stats["tokens_before"] - self.stats["tokens_after"], errors=self.stats["errors"])
 
-    def _row(self, run_id: int, doc_id: int, question: str | None, chunk: int, r) -> dict:
+    def _row(self, run_id: int, doc_id: int, question: str | None, chunk: int, r: dict | Exception) -> dict:
+        """A ``compressions`` row: the run's columns around a worker's columns (or its error)."""
         base = {"run_id": run_id, "document_id": doc_id, "settings_hash": self.key, "chunk": chunk,
                 "question": question or "", "method": self.c.label, "rate": self.c.rate,
                 "budget": self.c.budget, "threshold": self.c.threshold, "created_at": _now()}
         if isinstance(r, Exception):
             kind = "runtime" if isinstance(r, HyCo2OutOfMemoryError) else "input"
             return {**base, "status": "error", "error_kind": kind, "error": str(r)}
-        self.stats["tokens_before"] += r.context_tokens
-        self.stats["tokens_after"] += r.compressed_tokens
-        row = {**base, "status": "ok", "original_tokens": r.context_tokens, "kept_tokens": r.kept_tokens,
-               "soft_tokens": r.soft_tokens, "cl100k_original": r.cl100k_context_tokens,
-               "cl100k_kept": r.cl100k_kept_tokens, "ratio": round(r.ratio, 4), "kept_text": r.kept_text,
-               "kept_positions": json.dumps(r.kept_positions), "encode_s": r.timings.get("encode_s"),
-               "select_s": r.timings.get("select_s"), "total_s": r.timings.get("total_s"),
-               "segments": json.dumps(r.segments) if r.segments else None}
-        if self.s.store_embeddings and r.soft_embeddings is not None:
-            emb = r.soft_embeddings.numpy().astype(np.float16)
-            row["embeddings"] = emb.tobytes()
-            row["embedding_shape"] = json.dumps(list(emb.shape))
-        return row
-
+        self.stats["tokens_before"] += r["original_tokens"]
+        self.stats["tokens_after"] += r["kept_tokens"] + r["soft_tokens"]
+        return {**base, "status": "ok", **r}
 
 GENERIC_QUESTION_NOTE = f"Without a question, the encoder reads the instruction {GENERIC_INSTRUCTION!r}."

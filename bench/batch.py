@@ -294,10 +294,10 @@ def _stand_in_answer(items) -> list:
 def runner_ceiling(comp: HyCo2Compressor, folder: Path, texts: list[str], rate: float, batch_size: int,
                    batch_tokens: int | None, processes: bool = False) -> float:
     """Seconds of a batch run over ``folder`` with a :class:`StandInPool` (best of two, fresh databases)."""
-    runner, devices, db = batch_package()
+    runner, _, db = batch_package()
     with StandInModel(comp):
         made = comp.compress_batch(texts, None, rate=rate, batch_size=batch_size, batch_tokens=batch_tokens)
-    results = {t: devices.slim(r, embeddings=False) for t, r in zip(texts, made)}
+    results = {t: db.result_columns(r) for t, r in zip(texts, made)}  # what a worker sends back
     best = float("inf")
     for i in range(2):
         path = folder.parent / f"ceiling-{i}-{processes}.db"
