@@ -41,6 +41,10 @@ def attention_implementation(model, impl: str) -> Iterator[None]:
         use(before)
 
 
+#: Model types whose body is embed → rotary → layers → norm, run by :func:`right_padded_forward` itself.
+DIRECT_BODIES = ("llama",)
+
+
 def right_padded_forward(model, *, input_ids: torch.Tensor | None = None,
                          inputs_embeds: torch.Tensor | None = None, output_attentions: bool = False):
     """The backbone's body over right-padded rows, with no attention mask.
@@ -52,9 +56,33 @@ def right_padded_forward(model, *, input_ids: torch.Tensor | None = None,
     real positions only. Every training and compression pass here is right-padded; generation (left
     padding, for batched decoding) keeps its mask. No KV cache either: nothing is decoded after these
     passes, and a cache object per call would also make a compiled layer recompile for every layer
-    (:meth:`hyco2.backbone.Backbone.compile_layers`)."""
-    return model.base_model(input_ids=input_ids, inputs_embeds=inputs_embeds, output_attentions=output_attentions,
-                            use_cache=False)
+    (:meth:`hyco2.backbone.Backbone.compile_layers`).
+
+    For Llama-family bodies under SDPA the layers are called here directly (:func:`_direct_body`), not
+    through the model's ``forward``: transformers' mask preparation, even when it ends in no mask, reads
+    a value back from the device at every call (``find_packed_sequence_indices``), so the host waited
+    for the device's queue before it could launch each pass."""
+    base = model.base_model
+    if (not output_attentions and getattr(base.config, "model_type", None) in DIRECT_BODIES
+            and getattr(base.config, "_attn_implementation", None) == "sdpa"):
+        return _direct_body(base, input_ids, inputs_embeds)
+    return base(input_ids=input_ids, inputs_embeds=inputs_embeds, output_attentions=output_attentions,
+                use_cache=False)
+
+
+def _direct_body(base, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None):
+    """A Llama-family body without a mask (SDPA's causal kernel): what its ``forward`` does for
+    right-padded rows with no cache, less the mask preparation. ``tests/test_decoder.py`` holds it equal
+    to the model's own forward."""
+    from transformers.modeling_outputs import BaseModelOutputWithPast
+
+    h = base.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
+    positions = torch.arange(h.shape[1], device=h.device)[None, :]
+    rotary = base.rotary_emb(h, position_ids=positions)
+    for layer in base.layers[: base.config.num_hidden_layers]:
+        out = layer(h, attention_mask=None, position_ids=positions, position_embeddings=rotary, use_cache=False)
+        h = out[0] if isinstance(out, tuple) else out  # transformers 4 returned a tuple
+    return BaseModelOutputWithPast(last_hidden_state=base.norm(h))
 
 
 def forward_on_targets(model, prompts: list[torch.Tensor], targets: list[list[int]],
