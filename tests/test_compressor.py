@@ -219,3 +219,22 @@ def test_compiled_layers_compress_alike_and_answering_decodes_eagerly(tiny):
     for e, c in zip(eager, compiled):
         assert e.kept_positions == c.kept_positions
         assert torch.allclose(e.soft_embeddings, c.soft_embeddings, atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="a host-device synchronisation exists on CUDA only")
+def test_a_batch_is_queued_on_the_gpu_without_waiting_for_it():
+    """Queueing a batch's pass (encoder, adapter, classifier, the copies home) never reads back from the
+    device, so the host finishes the previous batch while this one computes."""
+    from hyco2 import HyCo2Compressor
+
+    comp = HyCo2Compressor.from_pretrained(device="cuda")
+    s = comp.settings(rate=0.3)
+    toks = [comp.tokenize(f"Paragraph {i}: the bridge opened in {1900 + i} and carries {i} lanes.") for i in range(8)]
+    comp._queue_chunk(list(range(8)), toks, [None] * 8, s).outputs.wait()  # warm-up: kernels, pinned blocks
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        queued = comp._queue_chunk(list(range(8)), toks, [None] * 8, s)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert len(queued.outputs.wait()[1]) == 8
