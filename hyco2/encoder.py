@@ -6,6 +6,7 @@ causal), for both the soft and the hard view, at no extra cost.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 
 import torch
 
@@ -66,8 +67,8 @@ def tokenize_contexts(backbone: Backbone, texts: list[str], max_tokens: int | No
         part = texts[start:start + chunk]
         enc = backbone.tokenizer(part, add_special_tokens=False, return_offsets_mapping=True)
         for text, ids, offs in zip(part, enc["input_ids"], enc["offset_mapping"]):
-            offsets = [tuple(o) for o in offs][:max_tokens]
-            out.append(TokenizedContext(text, list(ids)[:max_tokens], offsets, word_ids_from_offsets(text, offsets)))
+            offsets = offs[:max_tokens]  # (start, end) tuples, as the fast tokenizer gives them
+            out.append(TokenizedContext(text, ids[:max_tokens], offsets, word_ids_from_offsets(text, offsets)))
     return out
 
 
@@ -100,10 +101,11 @@ class ContextEncoder:
     def encode_ids(self, q_ids: list[list[int]], ctx_ids: list[list[int]]) -> EncodedBatch:
         """The same from token ids (training tokenises every question once, up front)."""
         bb = self.backbone
-        B, L = len(ctx_ids), max(len(q) + len(c) for q, c in zip(q_ids, ctx_ids))
-        ids = torch.full((B, L), bb.tokenizer.pad_token_id, dtype=torch.long)
-        for i, (q, c) in enumerate(zip(q_ids, ctx_ids)):
-            ids[i, : len(q) + len(c)] = torch.tensor(q + c)
+        lengths = torch.tensor([len(q) + len(c) for q, c in zip(q_ids, ctx_ids)])
+        ids = torch.full((len(ctx_ids), int(lengths.max())), bb.tokenizer.pad_token_id, dtype=torch.long)
+        # every row's tokens in one tensor, put in place by one masked write (a copy per row cost ~15 µs)
+        rows = chain.from_iterable(chain.from_iterable(zip(q_ids, ctx_ids)))  # q_0, c_0, q_1, c_1, … flat
+        ids[torch.arange(ids.shape[1])[None, :] < lengths[:, None]] = torch.tensor(list(rows), dtype=torch.long)
         out = right_padded_forward(bb.model, input_ids=to_device(ids, bb.device))  # right-padded: no mask needed
         return split_states(out.last_hidden_state.float(), [len(q) for q in q_ids], [len(c) for c in ctx_ids])
 
