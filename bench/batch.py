@@ -316,7 +316,8 @@ def runner_ceiling(comp: HyCo2Compressor, folder: Path, texts: list[str], rate: 
 
 def profiled(fn, dev: torch.device) -> dict:
     """``fn()`` once under torch.profiler: wall ms, the device's busy ms (kernels and copies; one stream,
-    so they do not overlap), kernel launches and the top kernels by device time."""
+    so they do not overlap), kernel launches, the top kernels by device time and the top operators by
+    their own host time (what the host spends queueing: launches, copies, waits)."""
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
@@ -329,10 +330,13 @@ def profiled(fn, dev: torch.device) -> dict:
     events = prof.key_averages()
     busy = [e for e in events if getattr(e, "self_device_time_total", 0.0) > 0]
     top = sorted(busy, key=lambda e: e.self_device_time_total, reverse=True)[:8]
+    host = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:10]
     return {"wall_ms": round(wall, 1), "device_ms": round(sum(e.self_device_time_total for e in busy) / 1e3, 1),
             "launches": sum(e.count for e in events if e.key.startswith(("cudaLaunchKernel", "cuLaunchKernel"))),
             "top": [{"name": e.key[:60], "calls": e.count, "device_ms": round(e.self_device_time_total / 1e3, 1)}
-                    for e in top]}
+                    for e in top],
+            "host_top": [{"name": e.key[:60], "calls": e.count, "host_ms": round(e.self_cpu_time_total / 1e3, 1)}
+                         for e in host]}
 
 
 def cli_run(folder: Path, db: Path, device: str, batch_size: int, batch_tokens: int | None, rate: float,
@@ -490,6 +494,9 @@ def main(argv: list[str] | None = None) -> int:
               "| top kernel | calls | device ms |\n|---|---|---|")
         for k in pr["top"]:
             print(f"| {k['name']} | {k['calls']} | {k['device_ms']} |")
+        print("\n| top host op (own time: where queueing goes) | calls | host ms |\n|---|---|---|")
+        for k in pr["host_top"]:
+            print(f"| {k['name']} | {k['calls']} | {k['host_ms']} |")
     if host:
         print(f"\ncompress_batch's host work: {host['ms_per_doc']:.3f} ms a document (stand-in model); by own time:\n\n"
               "| function | calls | own s |\n|---|---|---|")
