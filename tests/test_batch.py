@@ -186,6 +186,18 @@ def test_workers_send_row_columns_with_soft_tokens_only_when_the_run_stores_them
                    and r["kept_text"] for r in out)  # the soft tokens still counted
 
 
+def test_a_warmed_up_worker_gives_the_rows_of_a_cold_one(tiny):
+    """GPU workers compress two texts as they start (DeviceWorker.warm_up): nothing of it may stay."""
+    from batch.devices import DeviceWorker
+
+    items = [(None, 0, PARAGRAPH), ("Who?", 0, PARAGRAPH[:80])]
+    cold = DeviceWorker.around(tiny, tiny.settings(rate=0.2), 2, None)(items)
+    warm = DeviceWorker.around(tiny, tiny.settings(rate=0.2), 2, None)
+    warm.warm_up()
+    untimed = lambda rows: [{k: v for k, v in r.items() if not k.endswith("_s")} for r in rows]  # noqa: E731
+    assert untimed(warm(items)) == untimed(cold) and warm.batch_size == 2
+
+
 def test_ray_devices_follow_the_cluster():
     from batch.ray_engine import ray_devices
     from hyco2.errors import InvalidSettingError
