@@ -6,7 +6,6 @@ causal), for both the soft and the hard view, at no extra cost.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import chain
 
 import torch
 
@@ -101,11 +100,10 @@ class ContextEncoder:
     def encode_ids(self, q_ids: list[list[int]], ctx_ids: list[list[int]]) -> EncodedBatch:
         """The same from token ids (training tokenises every question once, up front)."""
         bb = self.backbone
-        lengths = torch.tensor([len(q) + len(c) for q, c in zip(q_ids, ctx_ids)])
-        ids = torch.full((len(ctx_ids), int(lengths.max())), bb.tokenizer.pad_token_id, dtype=torch.long)
-        # every row's tokens in one tensor, put in place by one masked write (a copy per row cost ~15 µs)
-        rows = chain.from_iterable(chain.from_iterable(zip(q_ids, ctx_ids)))  # q_0, c_0, q_1, c_1, … flat
-        ids[torch.arange(ids.shape[1])[None, :] < lengths[:, None]] = torch.tensor(list(rows), dtype=torch.long)
+        L, pad = max(len(q) + len(c) for q, c in zip(q_ids, ctx_ids)), bb.tokenizer.pad_token_id
+        # one tensor from padded lists: a copy per row cost twice as much (~15 µs a row), and a masked
+        # write's index search took ~10 ms a batch on a 64-core host (torch's CPU threads), by the profiler
+        ids = torch.tensor([q + c + [pad] * (L - len(q) - len(c)) for q, c in zip(q_ids, ctx_ids)], dtype=torch.long)
         out = right_padded_forward(bb.model, input_ids=to_device(ids, bb.device))  # right-padded: no mask needed
         return split_states(out.last_hidden_state.float(), [len(q) for q in q_ids], [len(c) for c in ctx_ids])
 
