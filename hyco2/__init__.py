@@ -22,7 +22,7 @@ from .errors import (
 from .modeling import HyCo2Model
 from .settings import CompressionSettings
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"
 
 __all__ = [
     "DEFAULT_BACKBONE", "Answer", "Backbone", "BackboneMismatchError", "CheckpointError",
