@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing as mp
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+
 import torch
 
 from hyco2.compressor import CompressionResult, HyCo2Compressor

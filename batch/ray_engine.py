@@ -5,8 +5,9 @@ keeps reading the folder, skipping what is done and being the one SQLite writer,
 resumable exactly like a local one (by file hash; a document commits whole or not at all) and needs no merge
 step; only the compress step moves, to one actor per GPU (or CPU worker) that Ray places on whichever
 machine of the cluster has it free. What crosses the network is each batch's text and each result's
-row columns (no hidden states, no per-token scores, soft tokens only when the run stores them). The driver's share of the work (reading, hashing,
-writing) is what bounds a very large cluster; ``bench/batch.py`` measures it.
+row columns (no hidden states, no per-token scores, soft tokens only when the run stores them). The
+driver's share of the work (reading, hashing, writing) is what bounds a very large cluster;
+``bench/batch.py`` measures it.
 
 Every node needs this package installed (``pip install 'hyco2[ray]'``) and, for ``--checkpoint``, the
 same path; the default checkpoint and backbone ship with the package.

@@ -317,4 +317,5 @@ class BatchRunner:
         self.stats["tokens_after"] += r["kept_tokens"] + r["soft_tokens"]
         return {**base, "status": "ok", **r}
 
+
 GENERIC_QUESTION_NOTE = f"Without a question, the encoder reads the instruction {GENERIC_INSTRUCTION!r}."
