@@ -10,6 +10,18 @@ from hyco2.compressor import CompressionResult
 
 SCHEMA_VERSION = 1
 
+#: The ``compressions`` table: one row per document, question and chunk under one settings hash.
+COMPRESSION_COLUMNS: dict[str, type] = {
+    "id": int, "run_id": int, "document_id": int, "settings_hash": str, "chunk": int, "question": str,
+    "method": str, "rate": float, "budget": int, "threshold": float, "status": str, "error_kind": str,
+    "error": str, "original_tokens": int, "kept_tokens": int, "soft_tokens": int,
+    "cl100k_original": int, "cl100k_kept": int, "ratio": float, "kept_text": str,
+    "kept_positions": str, "encode_s": float, "select_s": float, "total_s": float,
+    "embeddings": bytes, "embedding_shape": str, "segments": str, "created_at": str,
+}
+_INSERT_COMPRESSION = "insert or replace into compressions ({}) values ({})".format(
+    ", ".join(list(COMPRESSION_COLUMNS)[1:]), ", ".join("?" * (len(COMPRESSION_COLUMNS) - 1)))
+
 
 def open_db(path: str) -> sqlite_utils.Database:
     db = sqlite_utils.Database(path)
@@ -36,17 +48,16 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
                                pk="id", not_null={"path", "sha256"})
         db["documents"].create_index(["path", "sha256"], unique=True)
     if "compressions" not in db.table_names():
-        db["compressions"].create({
-            "id": int, "run_id": int, "document_id": int, "settings_hash": str, "chunk": int, "question": str,
-            "method": str, "rate": float, "budget": int, "threshold": float, "status": str, "error_kind": str,
-            "error": str, "original_tokens": int, "kept_tokens": int, "soft_tokens": int,
-            "cl100k_original": int, "cl100k_kept": int, "ratio": float, "kept_text": str,
-            "kept_positions": str, "encode_s": float, "select_s": float, "total_s": float,
-            "embeddings": bytes, "embedding_shape": str, "segments": str, "created_at": str,
-        }, pk="id", not_null={"run_id", "document_id", "settings_hash", "status"},
-            foreign_keys=[("run_id", "runs", "id"), ("document_id", "documents", "id")])
+        db["compressions"].create(COMPRESSION_COLUMNS, pk="id",
+                                  not_null={"run_id", "document_id", "settings_hash", "status"},
+                                  foreign_keys=[("run_id", "runs", "id"), ("document_id", "documents", "id")])
         db["compressions"].create_index(["document_id", "settings_hash", "question", "chunk"], unique=True)
         db["compressions"].create_index(["run_id"])
+    else:  # a log from an older release: the columns added since
+        have = db["compressions"].columns_dict
+        for name, kind in COMPRESSION_COLUMNS.items():
+            if name not in have:
+                db["compressions"].add_column(name, kind)
     if "skipped" not in db.table_names():
         db["skipped"].create({"id": int, "run_id": int, "path": str, "reason": str}, pk="id",
                              foreign_keys=[("run_id", "runs", "id")])
@@ -70,3 +81,15 @@ def result_columns(r: CompressionResult, embeddings: bool = False) -> dict:
         cols["embeddings"] = emb.tobytes()
         cols["embedding_shape"] = json.dumps(list(emb.shape))
     return cols
+
+
+def insert_compressions(db: sqlite_utils.Database, rows: list[dict]) -> None:
+    """``rows`` into ``compressions``, each replacing the row of the same document, settings, question and
+    chunk (a redone error), in one ``executemany`` on the connection (the caller's transaction). Why not
+    sqlite-utils' ``insert_all``: it inspects every value and rebuilds the statement for each chunk of
+    rows, ~50 µs a document in the writer, the one process every worker waits on."""
+    names = list(COMPRESSION_COLUMNS)[1:]
+    unknown = set().union(*rows) - set(names)
+    if unknown:  # a column the schema lacks would be dropped without a word
+        raise ValueError(f"compressions has no column {sorted(unknown)}: add it to COMPRESSION_COLUMNS")
+    db.conn.executemany(_INSERT_COMPRESSION, [tuple(r.get(c) for c in names) for r in rows])

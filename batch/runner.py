@@ -24,6 +24,7 @@ from hyco2.encoder import GENERIC_INSTRUCTION, tokenize_context
 from hyco2.errors import HyCo2Error, HyCo2OutOfMemoryError
 from hyco2.settings import CompressionSettings
 
+from .db import insert_compressions
 from .devices import DevicePool, LocalPool
 from .documents import DEFAULT_MAX_BYTES, JSON_FIELDS, Found, discover, extract_text, sha256
 
@@ -298,10 +299,8 @@ class BatchRunner:
                     for idx, (q, chunk, _) in enumerate(d.items)]
             self.stats["errors" if any(r["status"] == "error" for r in mine) else "done"] += 1
             rows += mine
-        columns = list(dict.fromkeys(k for r in rows for k in r))  # sqlite-utils takes its columns from the
-        rows = [{c: r.get(c) for c in columns} for r in rows]  # first 100 rows: ok and error rows differ
         with self.db.conn:  # these documents (and their registration in _prepare) or none of them
-            self.db["compressions"].insert_all(rows, replace=True, alter=True)
+            insert_compressions(self.db, rows)
         bar.update(len(docs))
         bar.set_postfix(saved=self.stats["tokens_before"] - self.stats["tokens_after"], errors=self.stats["errors"])
 

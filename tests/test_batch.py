@@ -248,6 +248,35 @@ def test_report_and_export(folder, tmp_path, capsys):
     assert batch_main(["report", str(tmp_path / "nope.db")]) == 2
 
 
+def test_compressions_are_written_by_column_and_replace_their_key(tmp_path):
+    from batch.db import insert_compressions, open_db
+
+    db = open_db(str(tmp_path / "log.db"))
+    db["runs"].insert({"id": 1, "started_at": "t", "status": "running", "settings_hash": "h"})
+    db["documents"].insert({"id": 1, "path": "a.txt", "sha256": "x"})
+    key = {"run_id": 1, "document_id": 1, "settings_hash": "h", "question": "", "chunk": 0}
+    with db.conn:
+        insert_compressions(db, [{**key, "status": "error", "error_kind": "runtime", "error": "out of memory"}])
+    with db.conn:  # the same document, settings, question and chunk again: the error row gives way
+        insert_compressions(db, [{**key, "status": "ok", "kept_text": "kept", "embeddings": b"\x00\x01"}])
+    rows = list(db.query("select status, error, kept_text, embeddings from compressions"))
+    assert rows == [{"status": "ok", "error": None, "kept_text": "kept", "embeddings": b"\x00\x01"}]
+    with pytest.raises(ValueError, match="no column"):
+        insert_compressions(db, [{**key, "status": "ok", "not_a_column": 1}])
+
+
+def test_a_log_from_an_older_release_gets_the_new_columns(tmp_path):
+    import sqlite_utils
+
+    from batch.db import COMPRESSION_COLUMNS, open_db
+
+    old = sqlite_utils.Database(str(tmp_path / "old.db"))
+    old["compressions"].create({k: v for k, v in COMPRESSION_COLUMNS.items() if k not in ("segments", "embeddings")},
+                               pk="id")
+    old.close()
+    assert set(open_db(str(tmp_path / "old.db"))["compressions"].columns_dict) == set(COMPRESSION_COLUMNS)
+
+
 def test_files_are_read_ahead_in_groups_in_order(tiny, tmp_path, monkeypatch):
     """The reader threads read a few groups of files ahead of the writer (not the whole folder at once):
     every file comes back once, in order, with its bytes or why there are none."""
