@@ -19,8 +19,9 @@ COMPRESSION_COLUMNS: dict[str, type] = {
     "kept_positions": str, "encode_s": float, "select_s": float, "total_s": float,
     "embeddings": bytes, "embedding_shape": str, "segments": str, "created_at": str,
 }
-_INSERT_COMPRESSION = "insert or replace into compressions ({}) values ({})".format(
-    ", ".join(list(COMPRESSION_COLUMNS)[1:]), ", ".join("?" * (len(COMPRESSION_COLUMNS) - 1)))
+_WRITTEN = tuple(COMPRESSION_COLUMNS)[1:]  # every column but the id, which SQLite assigns
+_INSERT_COMPRESSION = (f"insert or replace into compressions ({', '.join(_WRITTEN)}) "
+                       f"values ({', '.join('?' * len(_WRITTEN))})")
 
 
 def open_db(path: str) -> sqlite_utils.Database:
@@ -88,8 +89,7 @@ def insert_compressions(db: sqlite_utils.Database, rows: list[dict]) -> None:
     chunk (a redone error), in one ``executemany`` on the connection (the caller's transaction). Why not
     sqlite-utils' ``insert_all``: it inspects every value and rebuilds the statement for each chunk of
     rows, ~50 µs a document in the writer, the one process every worker waits on."""
-    names = list(COMPRESSION_COLUMNS)[1:]
-    unknown = set().union(*rows) - set(names)
+    unknown = set().union(*rows) - set(_WRITTEN)
     if unknown:  # a column the schema lacks would be dropped without a word
         raise ValueError(f"compressions has no column {sorted(unknown)}: add it to COMPRESSION_COLUMNS")
-    db.conn.executemany(_INSERT_COMPRESSION, [tuple(r.get(c) for c in names) for r in rows])
+    db.conn.executemany(_INSERT_COMPRESSION, [tuple(r.get(c) for c in _WRITTEN) for r in rows])
