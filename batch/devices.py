@@ -8,6 +8,7 @@ writer — so a run on four GPUs is resumable exactly like a run on one (a docum
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -89,8 +90,6 @@ class DeviceWorker:
     def __init__(self, device: str, checkpoint: str | None, model: str | None, quantize: str,
                  settings: CompressionSettings, batch_size: int, batch_tokens: int | None, compile: bool = False,
                  share: int = 1, embeddings: bool = False):
-        import os
-
         threads = max(1, (os.cpu_count() or 1) // share)  # workers on one host share its cores
         torch.set_num_threads(threads)
         os.environ.setdefault("RAYON_NUM_THREADS", str(threads))  # the fast tokenizer's pool, unless the user set it
@@ -148,8 +147,6 @@ def _work(items: Items) -> list[dict | Exception]:
 
 
 def _ready() -> int:
-    import os
-
     return os.getpid()
 
 

@@ -173,7 +173,7 @@ class BatchRunner:
         (creating 4,096 futures up front was a third of the main thread's time, measured with py-spy on
         the 2-core CPU), and reading every file ahead, as ``Executor.map`` does, held a whole folder's
         bytes in memory."""
-        groups = iter([todo[i:i + READ_GROUP] for i in range(0, len(todo), READ_GROUP)])
+        groups = (todo[i:i + READ_GROUP] for i in range(0, len(todo), READ_GROUP))
         with ThreadPoolExecutor(self.workers) as readers:
             ahead = deque(readers.submit(self._read_group, g) for g in islice(groups, 2 * self.workers))
             while ahead:
