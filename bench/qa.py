@@ -13,6 +13,7 @@ distractors to remove. Hard-only methods get the same total budget as HyCo2's hy
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import sys
@@ -29,7 +30,7 @@ from hyco2.settings import CompressionSettings
 from hyco2.metrics import best_over_golds, contains, exact_match, f1_score
 from hyco2.modeling import HyCo2Model
 from hyco2.text import DOCUMENT_SEPARATOR
-from hyco2.training.data import read_squad, with_distractors
+from hyco2.training.data import DISTRACTORS, read_squad, with_distractors
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SETS = {  # name -> [(file, articles or None for all)]
@@ -43,6 +44,7 @@ SETS = {  # name -> [(file, articles or None for all)]
 
 
 FIRST = ("truncate", "longllmlingua", "llmlingua")  # measured first, in case a run hits its time limit
+NAMES = {"longllmlingua": "LongLLMLingua", "llmlingua": "LLMLingua", "mig": "MIG", "truncate": "truncation"}
 
 
 class PeakMemory:
@@ -103,14 +105,31 @@ def gold_position(item) -> int:
     return item.context[: item.gold_start].count(DOCUMENT_SEPARATOR) + 1
 
 
+KEEP_ALL = "HyCo2 keep-all"  # soft tokens + every token (rate 1.0): the same reader, uncompressed
+
+
+@contextlib.contextmanager
+def reader_gap(comp: HyCo2Compressor, gap: str | None):
+    """The checkpoint's reader format with another text between non-adjacent kept spans, for one row."""
+    if gap is None:
+        yield
+        return
+    config = comp.model.config
+    before, config.kept_gap = config.kept_gap, gap
+    try:
+        yield
+    finally:
+        config.kept_gap = before
+
+
 def run_row(comp: HyCo2Compressor, items, name: str, mode: str, *, method: str = "hyco2", rate=None,
             budgets=None, selector: str = "classifier", batch_size: int = 8, max_new_tokens: int = 24,
             full_answers: list[str] | None = None, tag: str = "", phrases: float = 0.0,
-            context_tokens: list[int] | None = None) -> tuple[dict, list]:
+            context_tokens: list[int] | None = None, gap: str | None = None) -> tuple[dict, list]:
     """Compress (if needed), answer and score every item; per-question arrays plus costs."""
     contexts, questions = [it.context for it in items], [it.question for it in items]
     compress_s, passes, comps = 0.0, 0.0, None
-    with PeakMemory(comp.backbone.device) as mem:
+    with PeakMemory(comp.backbone.device) as mem, reader_gap(comp, gap):
         if mode in ("hybrid", "soft", "hard"):
             t0 = time.perf_counter()
             settings = CompressionSettings(rate=rate, method=method, selector=selector, phrases=phrases)
@@ -131,7 +150,7 @@ def run_row(comp: HyCo2Compressor, items, name: str, mode: str, *, method: str =
     ref = full_answers if full_answers is not None else texts
     row = {
         "row": name, "tag": tag, "mode": mode, "method": method, "rate": rate, "selector": selector,
-        "phrases": phrases,
+        "phrases": phrases, "gap": comp.model.config.kept_gap if gap is None else gap,
         "answers": texts,
         "em": [best_over_golds(exact_match, t, g) for t, g in zip(texts, golds)],
         "f1": [best_over_golds(f1_score, t, g) for t, g in zip(texts, golds)],
@@ -147,10 +166,13 @@ def run_row(comp: HyCo2Compressor, items, name: str, mode: str, *, method: str =
 
 
 def run_setting(comp: HyCo2Compressor, others: dict[str, HyCo2Compressor], items, k: int, rates, methods,
-                kw, log, rows: list[dict], save, phrases: float = 0.0, ablations: bool = True) -> None:
-    """Every row for one K: full, none, soft, and per rate hybrid (each checkpoint), MIG, hard, peers
-    (``ablations=False`` leaves out soft only and hard only: a shorter run for comparing checkpoints).
-    Rows are appended to ``rows`` and saved as they come, so a run stopped at its time limit keeps them."""
+                kw, log, rows: list[dict], save, phrases: float = 0.0, ablations: bool = True,
+                selectors: tuple[str, ...] = (), gaps: tuple[str, ...] = ()) -> None:
+    """Every row for one K: full, none, keep-all (each checkpoint: the same reader reading every token,
+    the reference a compression is measured against), soft, and per rate hybrid (each checkpoint), the
+    reader-format and selection ablations, hard only, peers (``ablations=False`` leaves out soft only and
+    hard only). Rows are appended to ``rows`` and saved as they come, so a run stopped at its time limit
+    keeps them."""
 
     def add(row: dict) -> dict:
         row["paragraphs"] = k
@@ -158,12 +180,15 @@ def run_setting(comp: HyCo2Compressor, others: dict[str, HyCo2Compressor], items
         save()
         n = len(row["f1"])
         log(f"  K={k} {row['row']:<34} rate={row['rate']}  F1={100 * sum(row['f1']) / n:.1f}  "
-            f"faithful={100 * sum(row['faithful']) / n:.1f}  nll={sum(row['nll']) / n:.2f}")
+            f"contains={100 * sum(row['contains']) / n:.1f}  nll={sum(row['nll']) / n:.2f}")
         return row
 
     full = add(run_row(comp, items, "full context", "full", **kw)[0])
     kw = {**kw, "full_answers": full["answers"], "context_tokens": full["context_tokens"]}  # same for every row
     add(run_row(comp, items, "no context", "none", **kw)[0])
+    add(run_row(comp, items, KEEP_ALL, "hybrid", rate=1.0, **kw)[0])
+    for tag, other in others.items():
+        add(run_row(other, items, f"{KEEP_ALL} ({tag})", "hybrid", rate=1.0, tag=tag, **kw)[0])
     if ablations:
         add(run_row(comp, items, "HyCo2 soft only", "soft", rate=rates[0], **kw)[0])
     for rate in rates:
@@ -175,12 +200,16 @@ def run_setting(comp: HyCo2Compressor, others: dict[str, HyCo2Compressor], items
         if phrases:
             add(run_row(comp, items, f"HyCo2 hybrid, phrases {phrases:g}", "hybrid", rate=rate, phrases=phrases,
                         **kw)[0])
+        for gap in gaps:
+            add(run_row(comp, items, f"HyCo2 hybrid, gap {gap.strip() or repr(gap)}", "hybrid", rate=rate, gap=gap,
+                        **kw)[0])
         if ablations:
             add(run_row(comp, items, "HyCo2 hard only", "hard", rate=rate, budgets=budgets, **kw)[0])
         for m in sorted(methods, key=lambda m: m not in FIRST):  # the strongest peers first
             add(run_row(comp, items, m, "hard", method=m, rate=rate, budgets=budgets, **kw)[0])
-        if "mig" in methods:
-            add(run_row(comp, items, "HyCo2 hybrid, MIG selector", "hybrid", rate=rate, selector="mig", **kw)[0])
+        for sel in dict.fromkeys([*selectors, *(["mig"] if "mig" in methods else [])]):
+            add(run_row(comp, items, f"HyCo2 soft + {NAMES.get(sel, sel)} selection", "hybrid", rate=rate,
+                        selector=sel, **kw)[0])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,6 +230,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="the soft-only and hard-only rows (--no-ablations: checkpoints and peers only)")
     p.add_argument("--phrases", type=float, default=0.0,
                    help="also measure hybrid with phrase selection of this strength (0-1; 0: no such row)")
+    p.add_argument("--distractors", choices=DISTRACTORS, default="article",
+                   help="K>1: the other paragraphs come from the question's article (a long document) or only "
+                        "from other articles (a retrieved document list)")
+    p.add_argument("--selectors", nargs="*", default=[], metavar="PEER",
+                   help="also measure HyCo2's soft tokens beside these peers' selections (e.g. longllmlingua): "
+                        "selection compared at the same reader")
+    p.add_argument("--gaps", nargs="*", default=[], metavar="TEXT",
+                   help="also measure the hybrid with TEXT between non-adjacent kept spans (reader-format ablation)")
     p.add_argument("--model", default=None, help="backbone (default: the checkpoint's)")
     p.add_argument("--device", default=None)
     p.add_argument("--quantize", default="auto", choices=QUANTIZE_CHOICES,
@@ -244,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = out.with_suffix(".tmp")
         tmp.write_text(json.dumps({
             "machine": machine(), "questions": len(base), "shards": [args.shard], "set": args.set,
+            "distractors": args.distractors,
             "checkpoint": comp.checkpoint, "also": args.also, "seconds": round(time.time() - t0, 1),
             "quantize": args.quantize, "weights": comp.backbone.weights,
             "rows": rows, "golds": golds, "positions": positions,
@@ -251,11 +289,11 @@ def main(argv: list[str] | None = None) -> int:
         tmp.replace(out)
 
     for k in args.paragraphs:
-        items = with_distractors(base, k, seed=0)[shard::shards]
+        items = with_distractors(base, k, seed=0, distractors=args.distractors)[shard::shards]
         golds[str(k)] = [it.answers for it in items]
         positions[str(k)] = [gold_position(it) for it in items]
         run_setting(comp, others, items, k, args.rates, methods, kw, log, rows, save, args.phrases,
-                    args.ablations)
+                    args.ablations, tuple(args.selectors), tuple(args.gaps))
     log(f"wrote {out} in {time.time() - t0:.0f} s")
     if shards == 1:
         from report import qa_tables  # noqa: PLC0415 - bench/ is on sys.path when run as a script

@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from hyco2.metrics import mean, nll_recovery, paired_bootstrap_ci
+from hyco2.metrics import mean, nll_recovery, paired_bootstrap_ci, paired_ratio_ci
 
 NAMES = {"selective-context": "Selective Context", "llmlingua": "LLMLingua", "longllmlingua": "LongLLMLingua",
          "mig": "COMI MIG", "truncate": "truncate", "random": "random"}
@@ -137,23 +137,66 @@ def qa_table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def is_keep_all(r: dict) -> bool:
+    """The same reader reading every token: HyCo2's soft tokens + the whole context (rate 1.0)."""
+    return r["mode"] == "hybrid" and r["rate"] == 1.0 and r.get("selector", "classifier") == "classifier"
+
+
+def _diff(a: list[float], b: list[float]) -> tuple[str, str]:
+    lo, hi = paired_bootstrap_ci(a, b)
+    sig = "yes, ahead" if lo > 0 else ("yes, behind" if hi < 0 else "no")
+    return f"{100 * (mean(a) - mean(b)):+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]", sig
+
+
 def wins(rows: list[dict]) -> str:
-    """HyCo2 hybrid minus each peer (and truncation), F1 points with the paired 95% CI, per rate; the run's own
-    checkpoint also minus each other checkpoint's hybrid row (``--also`` / ``--combine``): whether a new
-    checkpoint beats the shipped one is a paired question over the same answers, not two CIs side by side."""
-    out = ["| rate | hybrid row | its F1 | vs | their F1 | hybrid − them [95% CI] | significant |",
-           "|---|---|---|---|---|---|---|"]
-    hybrids = [r for r in rows if r["mode"] == "hybrid" and r.get("selector", "classifier") == "classifier"]
+    """HyCo2 hybrid minus each peer (and truncation), and minus HyCo2's soft tokens beside a peer's selection,
+    F1 and contains points with paired 95% CIs, per rate; the run's own checkpoint also minus each other
+    checkpoint's hybrid row (``--also`` / ``--combine``): whether a new checkpoint beats the shipped one is a
+    paired question over the same answers, not two CIs side by side."""
+    out = ["| rate | hybrid row | its F1 | vs | their F1 | ΔF1 [95% CI] | its contains | their contains "
+           "| Δcontains [95% CI] | significant (F1 / contains) |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    hybrids = [r for r in rows if r["mode"] == "hybrid" and r.get("selector", "classifier") == "classifier"
+               and not is_keep_all(r) and not r.get("phrases") and "gap" not in r["row"]]
     for h in hybrids:
         for r in rows:
-            other_checkpoint = r["mode"] == "hybrid" and r.get("tag") and not h.get("tag")
-            if r["rate"] != h["rate"] or (r["mode"] != "hard" and not other_checkpoint):
+            other_checkpoint = r["mode"] == "hybrid" and r.get("tag") and not h.get("tag") and not is_keep_all(r)
+            other_selection = (r["mode"] == "hybrid" and r.get("selector", "classifier") != "classifier"
+                               and r.get("tag", "") == h.get("tag", ""))
+            if r is h or r["rate"] != h["rate"] or (r["mode"] != "hard" and not other_checkpoint
+                                                    and not other_selection):
                 continue
-            lo, hi = paired_bootstrap_ci(h["f1"], r["f1"])
-            sig = "yes, ahead" if lo > 0 else ("yes, behind" if hi < 0 else "no")
+            d_f1, s_f1 = _diff(h["f1"], r["f1"])
+            d_c, s_c = _diff(h["contains"], r["contains"])
             out.append(f"| {h['rate']:.2f} | {_name(h)} | {100 * mean(h['f1']):.1f} | {_name(r)} | "
-                       f"{100 * mean(r['f1']):.1f} | {100 * (mean(h['f1']) - mean(r['f1'])):+.1f} "
-                       f"[{100 * lo:+.1f}, {100 * hi:+.1f}] | {sig} |")
+                       f"{100 * mean(r['f1']):.1f} | {d_f1} | {100 * mean(h['contains']):.1f} | "
+                       f"{100 * mean(r['contains']):.1f} | {d_c} | {s_f1} / {s_c} |")
+    return "\n".join(out)
+
+
+def same_reader(rows: list[dict]) -> str:
+    """What compression loses against the same reader reading everything: each HyCo2 row's F1 and contains
+    as a share of its checkpoint's keep-all row (soft tokens + every token), with paired-bootstrap 95% CIs
+    of the ratio. Rows of the raw backbone (full context, peers) are not in it: their reader is another."""
+    refs = {r.get("tag", ""): r for r in rows if is_keep_all(r)}
+    if not refs:
+        return ""
+    out = ["| row | rate | ratio | F1 | keep-all F1 | F1 kept [95% CI] | contains | keep-all contains "
+           "| contains kept [95% CI] | EM | words |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ref = refs.get(r.get("tag", ""))
+        if ref is None or r["mode"] != "hybrid":
+            continue
+        doc, ctx = sum(r["doc_tokens"]), sum(r["context_tokens"])
+        cells = []
+        for key in ("f1", "contains"):
+            lo, hi = paired_ratio_ci(r[key], ref[key])
+            cells += [f"{100 * mean(r[key]):.1f}", f"{100 * mean(ref[key]):.1f}",
+                      f"{100 * mean(r[key]) / max(1e-9, 100 * mean(ref[key])):.0%} [{lo:.0%}, {hi:.0%}]"]
+        words = mean([len(a.split()) for a in r["answers"]])
+        out.append(f"| {_name(r)} | {r['rate']:.2f} | {ctx / max(1, doc):.1f}x | " + " | ".join(cells)
+                   + f" | {100 * mean(r['em']):.1f} | {words:.1f} |")
     return "\n".join(out)
 
 
@@ -199,7 +242,11 @@ def qa_tables(run: dict, data_dir: str | None = None) -> str:
              f"checkpoint {run['checkpoint']}, {run['seconds']:.0f} s"]
     for k in sorted({r["paragraphs"] for r in run["rows"]}):
         rows = [r for r in run["rows"] if r["paragraphs"] == k and LABELS.get(r["row"]) != "-"]
-        parts += [f"\n#### K = {k} paragraph{'s' if k > 1 else ''}\n", qa_table(rows), "", wins(rows)]
+        where = " (distractors from other articles)" if k > 1 and run.get("distractors") == "other" else ""
+        parts += [f"\n#### K = {k} paragraph{'s' if k > 1 else ''}{where}\n", qa_table(rows), "", wins(rows)]
+        reader = same_reader(rows)
+        if reader:
+            parts += ["", "Against the same reader reading every token (keep-all):", "", reader]
         positions = gold_positions(run, k, data_dir) if k > 1 else None
         if positions:
             parts += ["", f"F1 by the position of the question's paragraph among the {k}:", "",

@@ -21,7 +21,7 @@ from .chunking import chunk_bounds, join_documents, sub_context
 from .encoder import ContextEncoder, TokenizedContext, tokenize_context, tokenize_contexts
 from .errors import ContextTooLongError, EmptyInputError, HyCo2OutOfMemoryError, InvalidSettingError
 from .modeling import HyCo2Model
-from .prompting import KEPT, SOFT, embed_prompt, left_pad, prompt_parts, qa_user_text
+from .prompting import KEPT, SOFT, embed_prompt, left_pad, prompt_parts, qa_user_text, with_gaps
 from .selector import ClassifierSelector, keep_count
 from .settings import CompressionSettings
 from .text import DOCUMENT_SEPARATOR, as_text
@@ -242,6 +242,12 @@ class HyCo2Compressor:
 
     def save_pretrained(self, folder: str | Path) -> None:
         self.model.save_pretrained(folder)
+
+    @property
+    def kept_gap_ids(self) -> tuple[int, ...]:
+        """Token ids the decoder reads between non-adjacent kept spans (the checkpoint's ``kept_gap``)."""
+        gap = self.model.config.kept_gap
+        return tuple(self.backbone.tokenizer(gap, add_special_tokens=False)["input_ids"]) if gap else ()
 
     @property
     def untrained(self) -> bool:
@@ -482,7 +488,10 @@ class HyCo2Compressor:
         assert compression is not None
         soft = compression.soft_embeddings if mode in ("hybrid", "soft") else None
         kept = compression.kept_token_ids if mode in ("hybrid", "hard") else None
+        gap = self.kept_gap_ids if soft is not None else ()  # the reader's format: HyCo2's trained reader only
         if compression.segments is None:  # one chunk: one soft slot, one kept slot
+            if kept is not None:
+                kept = with_gaps(kept, compression.kept_positions, gap)
             doc = (SOFT if soft is not None else "") + (KEPT if kept is not None else "")
             parts = prompt_parts(bb, qa_user_text(question, doc))
             n_doc = (0 if soft is None else soft.shape[0]) + (0 if kept is None else len(kept))
@@ -495,7 +504,7 @@ class HyCo2Compressor:
                 softs.append(soft[si:si + n_soft])
                 piece += SOFT
             if kept is not None and n_kept:
-                kepts.append(kept[ki:ki + n_kept])
+                kepts.append(with_gaps(kept[ki:ki + n_kept], compression.kept_positions[ki:ki + n_kept], gap))
                 piece += KEPT
             si, ki = si + n_soft, ki + n_kept
             if piece:

@@ -8,7 +8,10 @@ from typing import Any
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-FORMAT_VERSION = 1
+#: Version 2 added ``kept_gap`` (the reader's format is part of the checkpoint). Version 1 files load
+#: as they always read (no gap); a file of a newer version, or with keys this version does not know,
+#: is refused with a message rather than read wrongly.
+FORMAT_VERSION = 2
 
 
 @dataclass
@@ -29,6 +32,9 @@ class HyCo2Config:
     classifier_question: bool = False
     embedding_rms: float = 1.0  # initial scale of the soft tokens
     default_rate: float = 0.15
+    #: text the decoder reads between two kept spans that were not adjacent in the context ("" = none):
+    #: the reader's format, trained with the checkpoint (a separator tells the decoder where text is missing)
+    kept_gap: str = ""
     trained: bool = False
     training: dict[str, Any] = field(default_factory=dict)  # data, steps, seed, losses
     format_version: int = FORMAT_VERSION
@@ -38,8 +44,15 @@ class HyCo2Config:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "HyCo2Config":
+        version = data.get("format_version", 1)
+        if not isinstance(version, int) or version < 1 or version > FORMAT_VERSION:
+            raise ValueError(f"format_version {version!r}: this hyco2 reads versions 1 to {FORMAT_VERSION}; "
+                             "upgrade hyco2 to load this checkpoint")
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown key(s) {', '.join(unknown)} for format_version {version}")
+        return cls(**{**data, "format_version": FORMAT_VERSION})
 
     def save(self, folder: str | Path) -> None:
         path = Path(folder) / CONFIG_NAME

@@ -65,6 +65,22 @@ def paired_bootstrap_ci(a: list[float], b: list[float] | None = None, samples: i
     return float(lo), float(hi)
 
 
+def paired_ratio_ci(a: list[float], b: list[float], samples: int = 2000, seed: int = 0,
+                    level: float = 0.95) -> tuple[float, float]:
+    """Confidence interval of mean(a) / mean(b) over the same questions (paired bootstrap): how much of a
+    reference's score (b: the same reader reading everything) a compressed row (a) keeps."""
+    import torch
+
+    n = len(a)
+    if n == 0 or len(b) != n:
+        return float("nan"), float("nan")
+    x, y = torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64)
+    idx = torch.randint(n, (samples, n), generator=torch.Generator().manual_seed(seed))
+    ratios = x[idx].mean(1) / y[idx].mean(1).clamp(min=1e-12)
+    lo, hi = torch.quantile(ratios, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64))
+    return float(lo), float(hi)
+
+
 def nll_recovery(nll_row: float, nll_none: float, nll_full: float) -> float:
     """Share of the likelihood gap between no context and full context that a compressed input closes:
     1 = as good as full context, 0 = no better than no context (can be < 0 or > 1)."""

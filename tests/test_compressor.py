@@ -238,3 +238,20 @@ def test_a_batch_is_queued_on_the_gpu_without_waiting_for_it():
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert len(queued.outputs.wait()[1]) == 8
+
+
+def test_the_reader_reads_the_checkpoints_gap_between_non_adjacent_kept_spans(tiny):
+    from tests.conftest import PARAGRAPH
+
+    r = tiny.compress(PARAGRAPH, "Who built it?", rate=0.3)
+    gaps = sum(1 for a, b in zip(r.kept_positions, r.kept_positions[1:]) if b != a + 1)
+    assert gaps >= 1
+    plain, n_plain = tiny.decoder_embeds("hybrid", "Who built it?", compression=r)
+    tiny.model.config.kept_gap = " …"
+    try:
+        gapped, n_gapped = tiny.decoder_embeds("hybrid", "Who built it?", compression=r)
+        hard, _ = tiny.decoder_embeds("hard", "Who built it?", compression=r)  # the raw reader: no gaps
+    finally:
+        tiny.model.config.kept_gap = ""
+    assert n_gapped == n_plain + gaps and gapped.shape[0] == plain.shape[0] + gaps
+    assert hard.shape[0] == plain.shape[0] - r.soft_tokens

@@ -170,3 +170,55 @@ def test_step_profile_names_every_part_of_a_step(tiny, cache):
             "distill/backward", "distill/step"} <= set(prof["parts"])
     assert prof["wall_ms"] > 0 and prof["top_kernels"]
     assert not any(p.requires_grad for p in tiny.model.parameters())  # left as inference expects
+
+
+def test_same_reader_teacher_reads_soft_tokens_beside_every_token(tiny, cache):
+    """The self teacher is HyCo2's reader at rate 1.0: its prompt carries the soft tokens, so its answers
+    and distributions differ from the raw backbone's, and its saliency stays inside the paragraph."""
+    own = build_teacher_cache(tiny.backbone, QA, batch_size=2, max_new_tokens=6, topk=4, progress=False, reader=tiny)
+    assert set(own) == set(cache)
+    n_ctx = len(tiny.backbone.tokenizer(PARAGRAPH, add_special_tokens=False)["input_ids"])
+    for ex in QA[:2]:
+        e, raw = own[example_key(ex)], cache[example_key(ex)]
+        assert e.salient and max(e.salient) < n_ctx
+        assert e.gold_ids == raw.gold_ids
+        assert not np.array_equal(e.gold_top[1], raw.gold_top[1])  # another reader: other distributions
+    # the same as reading the hybrid prompt at rate 1.0 through the compressor
+    comp = tiny.compress_batch([QA[0].context], [QA[0].question], rate=1.0)[0]
+    answer = tiny.answer_batch([QA[0].context], [QA[0].question], "hybrid", compressions=[comp],
+                               max_new_tokens=6)[0].text
+    assert own[example_key(QA[0])].answer == (answer or QA[0].answers[0])
+
+
+def test_student_rows_put_the_gap_between_non_adjacent_kept_spans(tiny, cache):
+    items = prepare_items(tiny.backbone, QA, cache, "gold")
+    tiny.model.config.kept_gap = " …"
+    gap = tiny.backbone.tokenizer(" …", add_special_tokens=False)["input_ids"]
+    step = DistillStep(tiny.backbone, tiny.model, items, DistillConfig(max_paragraphs=1, rates=(0.3,)),
+                       tiny.model.config.num_soft_tokens, random.Random(0))
+    ctx = step.context_for(0)
+    probs = torch.rand((1, len(ctx[0])), generator=torch.Generator().manual_seed(0))  # scattered keeps
+    n_keep = round(0.3 * len(ctx[0]))
+    rows = step._student_rows([items[0]], [ctx], probs)
+    row = rows.rows[0].tolist()
+    kept = rows.kept_position
+    assert len(kept) == n_keep and [row[t] for t in rows.kept_slot] == [ctx[0][p] for p in kept]
+    gaps = sum(1 for a, b in zip(kept, kept[1:]) if b != a + 1)
+    body = row[len(items[0].pre) + step.k: len(row) - len(items[0].post) - len(items[0].target_ids)]
+    assert len(body) == len(kept) + gaps * len(gap) and gaps >= 1
+    tiny.model.config.kept_gap = ""
+    plain = DistillStep(tiny.backbone, tiny.model, items, DistillConfig(max_paragraphs=1, rates=(0.3,)),
+                        tiny.model.config.num_soft_tokens, random.Random(0))._student_rows([items[0]], [ctx], probs)
+    assert len(plain.rows[0]) == len(row) - gaps * len(gap)
+
+
+def test_distractors_from_other_articles_only():
+    qa = [QAExample(PARAGRAPH, "Who?", ["Maria Lindqvist"], [PARAGRAPH.index("Maria Lindqvist")], "a"),
+          QAExample(THIRD, "What?", ["bread"], [THIRD.index("bread")], "a"),
+          QAExample(OTHER, "How long?", ["900 metres"], [OTHER.index("900 metres")], "b")]
+    out = with_distractors(qa, 3, seed=0, distractors="other")
+    assert THIRD not in out[0].context and OTHER in out[0].context  # never its own article's paragraphs
+    assert out[0].context[out[0].answer_starts[0]:].startswith("Maria Lindqvist")
+    assert PARAGRAPH in out[2].context and THIRD in out[2].context
+    with pytest.raises(ValueError, match="distractors"):
+        with_distractors(qa, 3, distractors="nearby")

@@ -52,3 +52,16 @@ def test_default_checkpoint_is_not_used_for_another_backbone(tiny_backbone):
     comp = HyCo2Compressor.from_pretrained(backbone=tiny_backbone)  # no checkpoint named
     assert comp.checkpoint == "untrained" and comp.untrained
     assert comp.compress(PARAGRAPH, "Who built it?", rate=0.2).untrained is True
+
+
+def test_config_checks_its_format_version_and_refuses_unknown_keys():
+    import pytest
+
+    from hyco2.config import FORMAT_VERSION, HyCo2Config
+
+    old = HyCo2Config.from_dict({"hidden_size": 8, "format_version": 1})
+    assert old.kept_gap == "" and old.format_version == FORMAT_VERSION  # version 1 reads as it always did
+    with pytest.raises(ValueError, match="upgrade hyco2"):
+        HyCo2Config.from_dict({"hidden_size": 8, "format_version": FORMAT_VERSION + 1})
+    with pytest.raises(ValueError, match="unknown key.*colour"):
+        HyCo2Config.from_dict({"hidden_size": 8, "colour": "red"})

@@ -104,7 +104,8 @@ def test_cli_stage3_smoke_on_the_real_model(tmp_path):
               "--teacher-cache", str(tmp_path / "teacher")]
     for shard in ("0/2", "1/2"):
         assert cli.main([*common, "--out", str(tmp_path / "c"), "--teacher-shard", shard]) == 0
-    assert sorted(p.name for p in (tmp_path / "teacher").iterdir()) == ["shard-0-of-2.pt", "shard-1-of-2.pt"]
+    assert sorted(p.name for p in (tmp_path / "teacher").iterdir()) == ["shard-0-of-2.pt", "shard-1-of-2.pt",
+                                                                       "teacher.json"]
     out = tmp_path / "run"
     assert cli.main([*common, "--out", str(out), "--steps", "0", "0", "2", "--batch-size", "2",
                      "--max-paragraphs", "2"]) == 0
@@ -112,6 +113,20 @@ def test_cli_stage3_smoke_on_the_real_model(tmp_path):
     stage = config["training"]["stages"][0]
     assert stage["stage"] == "instruct" and stage["steps_done"] == 2 and stage["examples_seen"] == 4
     assert config["training"]["initialised_from"]  # continued training keeps the earlier record
+    assert config["training"]["teacher"] == f"self {DEFAULT_CHECKPOINT}"  # the frozen reference that answered
+    # the same folder refuses another teacher's answers instead of mixing them
+    assert cli.main([*common, "--out", str(tmp_path / "d"), "--teacher", "backbone", "--steps", "0", "0", "1"]) == 2
+
+
+def test_cli_refuses_missing_data_with_a_message(tmp_path, capsys):
+    from hyco2.training import __main__ as cli
+
+    assert cli.main(["--stage", "instruct", "--out", str(tmp_path)]) == 2
+    assert "--qa" in capsys.readouterr().err
+    assert cli.main(["--stage", "instruct", "--out", str(tmp_path), "--qa", str(tmp_path / "nope.json")]) == 2
+    assert "no such data file" in capsys.readouterr().err
+    assert cli.main(["--stage", "paraphrase", "--out", str(tmp_path)]) == 2
+    assert "--text" in capsys.readouterr().err
 
 
 def test_pretraining_summary_carries_its_loss_curve(tiny, tmp_path):

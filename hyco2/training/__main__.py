@@ -1,8 +1,8 @@
 """Train a HyCo2 compressor: ``python -m hyco2.training --stage all --out runs/default``.
 
-Defaults train the shipped checkpoint from the data in ../shared/data (the measurement article
-Southern_California and XQuAD are never read); point --qa and --text at your own files to train on
-your data without code changes. Several GPUs: ``torchrun --nproc-per-node 4 -m hyco2.training ...``
+The defaults are the shipped checkpoint's recipe; the data are arguments (--qa for stage 3, --text
+for stages 1-2): SQuAD-style JSON or JSONL of your own trains a compressor for your data without code
+changes. Several GPUs: ``torchrun --nproc-per-node 4 -m hyco2.training ...``
 (stage 3 and its teacher cache run data-parallel; stages 1-2 run on rank 0's GPU alone).
 """
 from __future__ import annotations
@@ -22,12 +22,11 @@ from ..compressor import HyCo2Compressor
 from ..errors import HyCo2Error
 from ..selector import add_question_match
 from .data import read_qa, read_texts
-from .distill import TARGETS, DistillConfig, build_teacher_shard, prepare_items, teacher_cache, train_distill
+from .distill import (TARGETS, TEACHERS, DistillConfig, build_teacher_shard, cached_teacher, prepare_items,
+                      teacher_cache,
+                      train_distill)
 from .trainer import STAGES, StageConfig, Trainer, make_records
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-DEFAULT_QA = [SHARED / "squad-v1.0-train.json.gz", SHARED / "squad-v2-dev-subset.json"]
-DEFAULT_TEXT = [SHARED / "enwiki-36k-articles.jsonl.gz", SHARED / "enwikinews-19k-articles.jsonl.gz"]
 MEASUREMENT_ARTICLES = ["Southern_California"]
 
 
@@ -46,20 +45,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="output folder: stage states, teacher cache, logs, checkpoint")
     p.add_argument("--model", default=DEFAULT_BACKBONE, help="backbone: alias, local folder, .gguf or hub id")
     p.add_argument("--init", default=None, help="start from this HyCo2 checkpoint instead of a fresh adapter")
-    p.add_argument("--qa", nargs="+", default=[str(x) for x in DEFAULT_QA],
-                   help="QA files: SQuAD .json / .json.gz, or .jsonl with context/question/answers")
-    p.add_argument("--text", nargs="*", default=[str(x) for x in DEFAULT_TEXT],
+    p.add_argument("--qa", nargs="+", default=[],
+                   help="QA files (stage 3): SQuAD .json / .json.gz, or .jsonl with context/question/answers")
+    p.add_argument("--text", nargs="*", default=[],
                    help="plain text for stages 1-2: files, folders, or .jsonl.gz article dumps")
     p.add_argument("--text-paragraphs", type=int, default=60000, help="at most this many text paragraphs")
     p.add_argument("--exclude-articles", nargs="*", default=MEASUREMENT_ARTICLES,
                    help="SQuAD article titles never trained on (the measurement set)")
     p.add_argument("--limit-questions", type=int, default=None, help="use only the first N questions (smoke runs)")
+    p.add_argument("--sample-questions", type=int, default=None,
+                   help="use a seeded random sample of N questions from every article (a short run)")
     p.add_argument("--steps", type=int, nargs=3, default=[600, 400, 3000], metavar=("P", "C", "I"),
                    help="steps of the paraphrase, completion and instruction stages")
     p.add_argument("--minutes", type=float, nargs=3, default=[None, None, None], metavar=("P", "C", "I"),
                    help="time limit of each stage; the schedule is sized to end when it is reached")
     p.add_argument("--lr", type=float, nargs=3, default=[3e-4, 2e-4, 1e-4], metavar=("P", "C", "I"))
     p.add_argument("--batch-size", type=int, default=32, help="per GPU (stage 3) or in all (stages 1-2)")
+    p.add_argument("--teacher", choices=TEACHERS, default="self",
+                   help="stage-3 teacher: 'self' is the --init checkpoint's own reader with every token kept "
+                        "(soft tokens + the whole paragraph: what compression must not lose against); "
+                        "'backbone' the raw backbone reading the paragraph")
+    p.add_argument("--kept-gap", default=None,
+                   help="text the decoder reads between non-adjacent kept spans (default: the --init "
+                        "checkpoint's; '' for none)")
+    p.add_argument("--rates", type=float, nargs="+", default=[0.05, 0.1, 0.15, 0.2, 0.3],
+                   help="stage 3: keep rates drawn per example")
+    p.add_argument("--other-articles", type=float, default=0.5,
+                   help="stage 3: share of contexts whose distractor paragraphs come from other articles")
     p.add_argument("--target", choices=TARGETS, default="filtered",
                    help="stage-3 answer target: the teacher's greedy answer, the gold span, or the teacher's "
                         "answer where it contains the gold one and the gold span elsewhere")
@@ -115,10 +127,19 @@ def main(argv: list[str] | None = None) -> int:
     random.seed(args.seed)
     stages = STAGES if args.stage == "all" else (args.stage,)
     try:
+        if "instruct" in stages and not args.qa:
+            raise HyCo2Error("stage instruct needs QA data: --qa FILE [FILE ...] (SQuAD JSON or JSONL)")
+        if any(s != "instruct" for s in stages) and not args.text:
+            raise HyCo2Error("stages paraphrase and completion need plain text: --text FILE_OR_FOLDER [...]")
+        for path in [*args.qa, *args.text]:
+            if not Path(path).exists():
+                raise HyCo2Error(f"no such data file or folder: {path}")
         exclude = set(args.exclude_articles)
         qa = [ex for path in args.qa for ex in read_qa(path, exclude=exclude)]
         if args.limit_questions:
             qa = qa[: args.limit_questions]
+        if args.sample_questions and args.sample_questions < len(qa):
+            qa = random.Random(args.seed).sample(qa, args.sample_questions)
         texts: list[str] = []
         if any(s != "instruct" for s in stages):
             texts = [t for path in args.text for t in read_texts(path, limit=args.text_paragraphs)]
@@ -134,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
                                                          num_soft_tokens=args.soft_tokens).to(comp.backbone.device)
         if args.question_classifier:
             add_question_match(comp.model)
+        if args.kept_gap is not None:
+            comp.model.config.kept_gap = args.kept_gap
     except HyCo2Error as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -145,11 +168,15 @@ def main(argv: list[str] | None = None) -> int:
         i = STAGES.index(name)
         if name == "instruct":
             folder = Path(args.teacher_cache or out / "teacher")
-            if args.teacher_shard:
-                r, n = (int(x) for x in args.teacher_shard.split("/"))
-                build_teacher_shard(comp, qa, folder, r, n, args.teacher_batch_size)
-                return 0
-            cache = teacher_cache(comp, qa, folder, rank, world, args.teacher_batch_size)
+            try:
+                if args.teacher_shard:
+                    r, n = (int(x) for x in args.teacher_shard.split("/"))
+                    build_teacher_shard(comp, qa, folder, r, n, args.teacher_batch_size, teacher=args.teacher)
+                    return 0
+                cache = teacher_cache(comp, qa, folder, rank, world, args.teacher_batch_size, teacher=args.teacher)
+            except HyCo2Error as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
             if args.steps[i] == 0:
                 print(f"teacher cache ready: {len(cache)} questions", flush=True)
                 continue
@@ -158,11 +185,12 @@ def main(argv: list[str] | None = None) -> int:
                                 minutes=args.minutes[i], max_paragraphs=args.max_paragraphs,
                                 max_context_tokens=args.max_context_tokens, kl_weight=args.kl_weight, seed=args.seed,
                                 saliency_weight=args.saliency_weight, rank_weight=args.rank_weight,
-                                compile=args.compile)
+                                compile=args.compile, rates=tuple(args.rates), other_articles=args.other_articles)
             if args.no_resume and rank == 0:
                 (out / "instruct" / "trainer_state.pt").unlink(missing_ok=True)
             barrier(world)
-            print(f"stage instruct: {len(items)} questions, target {args.target}, {world} process(es)", flush=True)
+            print(f"stage instruct: {len(items)} questions, teacher {args.teacher}, target {args.target}, "
+                  f"{world} process(es)", flush=True)
             summaries.append(train_distill(comp, items, cfg, out, rank=rank, world=world))
             continue
         if rank != 0:
@@ -188,7 +216,9 @@ def save_checkpoint(comp, args, out: Path, summaries, qa, texts, exclude, world:
     config.training = {
         "stages": [{k: s[k] for k in s if k not in ("history", "config")} for s in summaries],
         "qa_files": [Path(q).name for q in args.qa], "excluded_articles": sorted(exclude),
-        "qa_examples": len(qa), "text_paragraphs": len(texts), "seed": args.seed, "batch_size": args.batch_size,
+        "qa_examples": len(qa), "sample_questions": args.sample_questions, "text_paragraphs": len(texts), "seed": args.seed, "batch_size": args.batch_size,
+        "teacher": cached_teacher(Path(args.teacher_cache or out / "teacher")) if "instruct" in args.stage or
+        args.stage == "all" else None,
         "device": (f"{world} x {torch.cuda.get_device_name(dev)}" if dev.type == "cuda" else "cpu"),
     }
     if previous is not None:  # continued training: keep the earlier run's record

@@ -132,14 +132,21 @@ def split_for_completion(text: str, rng: random.Random, min_words: int = 5, max_
     return " ".join(words[:-n]), " " + " ".join(words[-n:])
 
 
+DISTRACTORS = ("article", "other")
+
+
 def with_distractors(examples: list[QAExample], k: int, seed: int = 0,
-                     max_chars: int | None = None) -> list[QAExample]:
+                     max_chars: int | None = None, distractors: str = "article") -> list[QAExample]:
     """Each question's paragraph among ``k - 1`` others, in a seeded order, joined by DOCUMENT_SEPARATOR.
 
-    Distractors come from the same article (``source``) first, then from other articles when the
-    article is too short; ``answer_starts`` are shifted to the new context. ``max_chars`` drops
-    distractors (never the gold paragraph) until the context fits. Deterministic for a seed.
+    ``distractors="article"``: from the same article (``source``) first, then from other articles when
+    the article is too short (a long document). ``"other"``: only from other articles (a retrieved
+    document list, where most passages are off-topic). ``answer_starts`` are shifted to the new
+    context. ``max_chars`` drops distractors (never the gold paragraph) until the context fits.
+    Deterministic for a seed.
     """
+    if distractors not in DISTRACTORS:
+        raise ValueError(f"distractors must be one of {DISTRACTORS}, not {distractors!r}")
     if k <= 1:
         return list(examples)
     by_source: dict[str, list[str]] = {}
@@ -154,10 +161,12 @@ def with_distractors(examples: list[QAExample], k: int, seed: int = 0,
         gold = ex.paragraph
         same = [p for p in by_source[ex.source] if p != gold]
         rng.shuffle(same)
-        chosen = same[: k - 1]
-        while len(chosen) < k - 1 and len(all_paras) > len(chosen) + 1:
+        chosen = same[: k - 1] if distractors == "article" else []
+        own = set(by_source[ex.source]) if distractors == "other" else {gold}
+        room = len(all_paras) - len(own)
+        while len(chosen) < k - 1 and room > len(chosen):
             p = rng.choice(all_paras)
-            if p != gold and p not in chosen:
+            if p not in own and p not in chosen:
                 chosen.append(p)
         sep = len(DOCUMENT_SEPARATOR)
         if max_chars is not None:

@@ -15,6 +15,7 @@ the undistracted teacher would, and the classifier to find the relevant part.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import random
 import time
@@ -30,9 +31,10 @@ from tqdm.auto import tqdm
 from ..backbone import Backbone
 from ..decoder import (attention_implementation, bf16_autocast, end_of_turn, forward_on_targets, logits_at,
                        right_padded_forward)
+from ..errors import InvalidSettingError
 from ..encoder import ContextEncoder, TokenizedContext, span_positions, tokenize_contexts
 from ..metrics import best_over_golds, contains
-from ..prompting import KEPT, SOFT, prompt_parts, qa_user_text
+from ..prompting import KEPT, SOFT, left_pad, prompt_parts, qa_user_text
 from ..selector import keep_count, select_words_by_budget
 from ..text import DOCUMENT_SEPARATOR
 from .data import QAExample
@@ -84,17 +86,27 @@ def _topk(logits: torch.Tensor, n: int, k: int):
     return i.to(torch.int32).cpu().numpy(), v.to(torch.float16).cpu().numpy()
 
 
+TEACHERS = ("backbone", "self")
+
+
 @torch.no_grad()
 def build_teacher_cache(backbone: Backbone, examples: list[QAExample], *, batch_size: int = 64,
                         max_new_tokens: int = 24, topk: int = 8, saliency_top: float = 0.15,
-                        max_context_tokens: int = 512, progress: bool = True) -> dict[str, TeacherEntry]:
-    """Greedy answers, top-k distributions and saliency of the full-context teacher, per question."""
+                        max_context_tokens: int = 512, progress: bool = True,
+                        reader=None) -> dict[str, TeacherEntry]:
+    """Greedy answers, top-k distributions and saliency of the full-context teacher, per question.
+
+    ``reader=None``: the raw backbone reads the paragraph. ``reader=`` a :class:`HyCo2Compressor`: the
+    *same reader* the student is, uncompressed: its soft tokens beside every token of the paragraph
+    (``rate=1.0``). Compression is then trained to lose nothing against what its own reader says from
+    the whole text, not against a different (raw) reader whose answer style it cannot copy."""
     bb, tok = backbone, backbone.tokenizer
     eos = end_of_turn(bb)
     paras = tokenize_paragraphs(bb, [ex.paragraph for ex in examples], max_context_tokens)
+    k = 0 if reader is None else reader.model.config.num_soft_tokens
     prompts = []
     for ex in examples:
-        pre, post = qa_prompt_ids(bb, ex.question, KEPT)
+        pre, post = qa_prompt_ids(bb, ex.question, KEPT if reader is None else SOFT + KEPT)
         prompts.append((pre, paras[ex.paragraph].ids, post))
     order = sorted(range(len(examples)), key=lambda i: sum(map(len, prompts[i])))
     out: dict[str, TeacherEntry] = {}
@@ -103,16 +115,32 @@ def build_teacher_cache(backbone: Backbone, examples: list[QAExample], *, batch_
     for start in tqdm(range(0, len(order), batch_size), desc="teacher", disable=not progress, mininterval=10):
         idx = order[start:start + batch_size]
         seqs = [p[0] + p[1] + p[2] for p in (prompts[i] for i in idx)]
-        L = max(map(len, seqs))
-        ids = torch.full((len(seqs), L), tok.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(seqs), L), dtype=torch.long)
-        for r, s in enumerate(seqs):  # left padding for generation
-            ids[r, L - len(s):] = torch.tensor(s)
-            mask[r, L - len(s):] = 1
-        with autocast:
-            gen = model.generate(input_ids=ids.to(bb.device), attention_mask=mask.to(bb.device),
-                                 max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
-        texts = tok.batch_decode(gen[:, L:], skip_special_tokens=True)
+        if reader is None:
+            embeds = [bb.embed(torch.tensor(s)) for s in seqs]
+            L = max(map(len, seqs))
+            ids = torch.full((len(seqs), L), tok.pad_token_id, dtype=torch.long)
+            mask = torch.zeros((len(seqs), L), dtype=torch.long)
+            for r, s in enumerate(seqs):  # left padding for generation
+                ids[r, L - len(s):] = torch.tensor(s)
+                mask[r, L - len(s):] = 1
+            with autocast:
+                gen = model.generate(input_ids=ids.to(bb.device), attention_mask=mask.to(bb.device),
+                                     max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
+            gen = gen[:, L:]
+        else:
+            with autocast:
+                soft, _ = reader.model(reader.encoder.encode([paras[examples[i].paragraph] for i in idx],
+                                                             [examples[i].question for i in idx]))
+            embeds = []
+            for r, i in enumerate(idx):
+                pre, ctx, post = prompts[i]
+                embeds.append(torch.cat([bb.embed(torch.tensor(pre)), soft[r].to(bb.compute_dtype),
+                                         bb.embed(torch.tensor(ctx + post))]))
+            E, mask = left_pad(embeds)
+            with autocast:  # from embeddings, generate returns the new tokens only
+                gen = model.generate(inputs_embeds=E, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                     do_sample=False, pad_token_id=tok.pad_token_id)
+        texts = tok.batch_decode(gen, skip_special_tokens=True)
         answers = []
         for i, t in zip(idx, texts):
             a = t.strip().split("\n", 1)[0].strip()
@@ -120,7 +148,6 @@ def build_teacher_cache(backbone: Backbone, examples: list[QAExample], *, batch_
         ans_ids = [tok(a, add_special_tokens=False)["input_ids"][: max_new_tokens] + [eos] for a in answers]
         gold_ids = [tok(examples[i].answers[0], add_special_tokens=False)["input_ids"][: max_new_tokens] + [eos]
                     for i in idx]
-        embeds = [bb.embed(torch.tensor(s)) for s in seqs]
         # eager attention only for the pass whose attention gives the saliency labels
         with autocast:
             g_logits, _, _, _, _ = forward_on_targets(model, embeds, gold_ids)
@@ -133,7 +160,7 @@ def build_teacher_cache(backbone: Backbone, examples: list[QAExample], *, batch_
             del atts
             for r, i in enumerate(idx[sub]):
                 pre, ctx, _ = prompts[i]
-                y = saliency_labels(upper[r], len(pre), len(ctx), lens[r], len(ans_ids[s + r]), saliency_top)
+                y = saliency_labels(upper[r], len(pre) + k, len(ctx), lens[r], len(ans_ids[s + r]), saliency_top)
                 salient.append(torch.nonzero(y).flatten().tolist())
                 a_logits.append(logits[r])
         for r, i in enumerate(idx):
@@ -159,18 +186,49 @@ def load_cache(paths: list[Path]) -> dict[str, TeacherEntry]:
     return out
 
 
+def teacher_name(comp, teacher: str) -> str:
+    """What a cache was built by: the raw backbone, or this checkpoint's own reader at rate 1.0."""
+    if teacher not in TEACHERS:
+        raise ValueError(f"teacher must be one of {TEACHERS}, not {teacher!r}")
+    return f"backbone {comp.backbone.name}" if teacher == "backbone" else f"self {comp.checkpoint}"
+
+
+def cached_teacher(folder: Path) -> str | None:
+    """Which teacher answered the questions cached in ``folder`` (None: nothing cached yet)."""
+    meta = folder / "teacher.json"
+    return json.loads(meta.read_text())["teacher"] if meta.is_file() else None
+
+
+def _check_teacher(folder: Path, name: str, building: bool) -> None:
+    """A cache folder holds one teacher's answers: shards are never mixed across teachers, and a cache is
+    reused only for its kind of teacher (a run continued from a trained checkpoint keeps the teacher
+    that its first run cached: the frozen reference)."""
+    held = cached_teacher(folder)
+    if held is None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "teacher.json").write_text(json.dumps({"teacher": name}))
+    elif (held != name) if building else (held.split()[0] != name.split()[0]):
+        raise InvalidSettingError(f"{folder} holds the answers of teacher {held!r}, not {name!r}: "
+                                  "give another --teacher-cache folder")
+
+
 def build_teacher_shard(comp, qa, folder: Path, shard: int, shards: int, batch_size: int,
-                        max_new_tokens: int = 24) -> None:
+                        max_new_tokens: int = 24, teacher: str = "backbone") -> None:
     """Shard ``shard`` of ``shards`` of the teacher cache: every ``shards``-th question, saved in ``folder``."""
+    _check_teacher(folder, teacher_name(comp, teacher), building=True)
     mine = qa[shard::shards]
     print(f"teacher shard {shard}/{shards}: {len(mine)} questions", flush=True)
     save_cache(build_teacher_cache(comp.backbone, mine, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                                   progress=shard == 0), folder / f"shard-{shard}-of-{shards}.pt")
+                                   progress=shard == 0, reader=comp if teacher == "self" else None),
+               folder / f"shard-{shard}-of-{shards}.pt")
 
 
-def teacher_cache(comp, qa, folder: Path, rank: int, world: int, batch_size: int, max_new_tokens: int = 24):
+def teacher_cache(comp, qa, folder: Path, rank: int, world: int, batch_size: int, max_new_tokens: int = 24,
+                  teacher: str = "backbone"):
     """Reuse a complete teacher cache in ``folder`` (built with any number of processes), or build it:
     each rank answers its share of the questions and saves a shard; then every rank loads all shards."""
+    _check_teacher(folder, teacher_name(comp, teacher), building=False)
+
     def complete() -> list[Path] | None:
         for n in sorted({int(p.stem.rsplit("-of-", 1)[1]) for p in folder.glob("shard-*-of-*.pt")}):
             shards = [folder / f"shard-{r}-of-{n}.pt" for r in range(n)]
@@ -180,7 +238,7 @@ def teacher_cache(comp, qa, folder: Path, rank: int, world: int, batch_size: int
 
     shards = complete()
     if shards is None:
-        build_teacher_shard(comp, qa, folder, rank, world, batch_size, max_new_tokens)
+        build_teacher_shard(comp, qa, folder, rank, world, batch_size, max_new_tokens, teacher)
         if world > 1:
             torch.distributed.barrier()
         shards = complete()
@@ -197,8 +255,9 @@ class DistillConfig:
     kl_weight: float = 1.0
     saliency_weight: float = 1.0  # BCE on keep labels (teacher saliency ∪ gold span)
     rank_weight: float = 0.0  # listwise: the gold span's tokens ranked above the rest of the context
-    rates: tuple[float, ...] = (0.06, 0.1, 0.15, 0.25)
+    rates: tuple[float, ...] = (0.05, 0.1, 0.15, 0.2, 0.3)
     max_paragraphs: int = 8
+    other_articles: float = 0.5  # share of contexts whose distractors come from any article, not the question's
     max_context_tokens: int = 1024
     steps: int = 1000
     minutes: float | None = None
@@ -266,7 +325,10 @@ class DistillStep:
         self.by_source: dict[str, list[int]] = {}
         for n, it in enumerate(items):
             self.by_source.setdefault(it.source, []).append(n)
+        self.everything = list(range(len(items)))
         self.sep = backbone.tokenizer(DOCUMENT_SEPARATOR, add_special_tokens=False)["input_ids"]
+        gap = model.config.kept_gap if hasattr(model, "config") else model.module.config.kept_gap
+        self.gap = backbone.tokenizer(gap, add_special_tokens=False)["input_ids"] if gap else []
         self.pad = backbone.tokenizer.pad_token_id
 
     def context_for(self, n: int) -> tuple[list[int], list[int], list[int]]:
@@ -275,7 +337,7 @@ class DistillStep:
         it, rng, cfg = self.items[n], self.rng, self.cfg
         k = rng.randint(1, cfg.max_paragraphs)
         seen, others = {id(it.paragraph)}, []
-        pool = self.by_source[it.source]
+        pool = self.everything if rng.random() < cfg.other_articles else self.by_source[it.source]
         for _ in range(4 * k):
             if len(others) >= k - 1:
                 break
@@ -344,11 +406,16 @@ class DistillStep:
         for b, (it, (cids, cwords, _)) in enumerate(zip(items, ctxs)):
             n_keep = keep_count(len(cids), self.rng.choice(cfg.rates))
             kept = select_words_by_budget(probs_cpu[b, : len(cids)].tolist(), cwords, n_keep)
-            row = it.pre + [self.pad] * self.k + [cids[p] for p in kept] + it.post
             s0 = len(it.pre)
+            row = it.pre + [self.pad] * self.k
+            for j, p in enumerate(kept):
+                if j and self.gap and p != kept[j - 1] + 1:
+                    row += self.gap
+                kept_t.append(len(row))
+                row.append(cids[p])
+            row += it.post
             soft_t.append(torch.arange(s0, s0 + self.k))
             kept_b += [b] * len(kept)
-            kept_t += range(s0 + self.k, s0 + self.k + len(kept))
             kept_c += kept
             tgt_t.append(torch.arange(len(row) - 1, len(row) - 1 + len(it.target_ids)))
             rows.append(torch.tensor(row + it.target_ids))
@@ -534,6 +601,7 @@ def train_distill(compressor, items: list[Item], cfg: DistillConfig, out_dir: Pa
             "steady_samples_per_s_per_gpu": round(steady, 1) if steady else None, "batch_size": cfg.batch_size, "lr": cfg.lr,
             "records": len(items), "final": history[-1] if history else {}, "history": history,
             "target": cfg.target, "max_paragraphs": cfg.max_paragraphs, "rates": list(cfg.rates),
+            "other_articles": cfg.other_articles, "kept_gap": model.config.kept_gap,
             "saliency_weight": cfg.saliency_weight, "rank_weight": cfg.rank_weight,
             "question_classifier": bool(model.config.classifier_question), "compiled_layers": cfg.compile}
 

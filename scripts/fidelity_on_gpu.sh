@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Compression fidelity on one lent GPU (issue "Compression fidelity"): train toward the same reader and
+# measure against it. Model set-up as in scripts/gpu_model.sh (part1, part2 first, then carry .gpu/p3
+# .gpu/whl .gpu/data with call a). Every process writes its JSON as rows come, under $OUT.
+#   bash scripts/fidelity_on_gpu.sh a SECONDS   the same-reader teacher cache (HyCo2's reader at rate 1.0, the
+#       shipped checkpoint) on SAMPLE training questions; then two stage-3 variants from the shipped checkpoint
+#       in parallel (VA: no gap, VB: KEPT_GAP between non-adjacent kept spans); meanwhile the shipped
+#       checkpoint's baseline on the measurement set (K=1, K=10 from other articles; peers and the soft +
+#       LongLLMLingua selection) and its reader-format ablations on the validation articles
+#   bash scripts/fidelity_on_gpu.sh b SECONDS [TRAIN_SECONDS]   both variants trained on for TRAIN_SECONDS, then
+#       measured beside the shipped checkpoint on the validation articles and the measurement set
+set -euo pipefail
+phase=${1:?usage: fidelity_on_gpu.sh part1|part2|a SECONDS|b SECONDS [TRAIN_SECONDS]}
+source scripts/gpu_model.sh "$phase"
+export OMP_NUM_THREADS=2  # many processes share the machine's 16 cores
+W=/root/work; mkdir -p $W/bench; OUT=${OUT:-$W/out}; mkdir -p "$OUT"
+END=$(( $(date +%s) + ${2:-560} ))
+SHIPPED=hyco2/checkpoints/smollm2-135m-instruct
+QA="--qa /root/data/squad-v1.0-train.json.gz --exclude-articles Southern_California Normans Computational_complexity_theory"
+RECIPE="--teacher self --target ${TARGET:-filtered} --rank-weight 1 --max-paragraphs ${PARAS:-10} --batch-size ${BATCH:-128}"
+GAP=${KEPT_GAP:- …}
+K1_SHARDS=4; K10_SHARDS=6
+show() { tr '\r' '\n' < "$1" | grep -v -E '^\s*$|Loading weights|Warning' | tail -n "${2:-4}" || true; }
+left() { echo $(( END - $(date +%s) )); }
+bench() {  # NAME SHARDS K TIMEOUT ARGS...: bench/qa.py shards in the background, one file each
+  local name=$1 n=$2 k=$3 t=$4; shift 4
+  for i in $(seq 0 $((n - 1))); do
+    timeout "$t" python3 bench/qa.py --data-dir /root/data --paragraphs "$k" --shard "$i/$n" --batch-size 64 \
+      --out $W/bench/$name-s$i.json "$@" > $W/bench/$name-s$i.log 2>&1 &
+  done
+}
+merge() {  # NAME: the shards into $OUT/NAME.json and its tables
+  python3 bench/report.py --merge $W/bench/$1-s*.json --out "$OUT/$1.json" > "$OUT/$1.md" 2>&1 || show $W/bench/$1-s0.log 8
+}
+train() {  # RUN INIT SECONDS GAP: one variant, resumable, its checkpoint under $W/RUN
+  local m; m=$(python3 -c "print(round(($3 - 75) / 60, 2))")
+  python3 -m hyco2.training --stage instruct --out $W/$1 --init "$2" $QA --sample-questions "${SAMPLE:-16000}" \
+    --teacher-cache $W/cache --steps 0 0 1000000 --minutes 0 0 "$m" $RECIPE --lr 0 0 "${LR:-1.4e-4}" \
+    --kept-gap "$4" > $W/train-$1.log 2>&1
+}
+if [ "$phase" = a ]; then
+  bench k1 $K1_SHARDS 1 $(( $(left) - 20 )) --rates 0.1 0.15 --methods truncate longllmlingua \
+    --selectors longllmlingua --no-ablations
+  bench k10 $K10_SHARDS 10 $(( $(left) - 20 )) --distractors other --rates 0.1 --methods truncate longllmlingua \
+    --selectors longllmlingua --no-ablations
+  bench val 1 1 $(( $(left) - 20 )) --set validation --rates 0.1 0.15 --methods --no-ablations --gaps "$GAP" \
+    --phrases 0.9
+  t0=$(date +%s)
+  for i in 0 1 2 3; do  # the teacher cache: four processes on the one GPU
+    python3 -m hyco2.training --stage instruct --out $W/cache-run --init $SHIPPED $QA --sample-questions "${SAMPLE:-16000}" \
+      --teacher self --teacher-cache $W/cache --teacher-shard $i/4 --teacher-batch-size 128 > $W/cache-$i.log 2>&1 &
+    pids[$i]=$!
+  done
+  for i in 0 1 2 3; do wait ${pids[$i]} || { show $W/cache-$i.log 30; }; done
+  echo "teacher cache: $(( $(date +%s) - t0 )) s"; show $W/cache-0.log 2
+  T=$(( $(left) - 25 ))
+  echo "training two variants for $T s"
+  train va $SHIPPED $T "" & train vb $SHIPPED $T "$GAP" &
+  wait || true
+  for v in va vb; do show $W/train-$v.log 3; cp $W/$v/checkpoint/model.safetensors "$OUT/$v.safetensors" || true
+    cp $W/$v/checkpoint/config.json "$OUT/$v-config.json" || true; done
+  for name in k1 k10 val; do merge $name; done
+  cat "$OUT/val.md" | tail -n 30
+elif [ "$phase" = b ]; then
+  TRAIN=${3:-150}
+  if [ "$TRAIN" -gt 60 ]; then
+    train va2 $W/va/checkpoint $TRAIN "" & train vb2 $W/vb/checkpoint $TRAIN "$GAP" &
+    wait || true
+  else
+    for v in va vb; do mkdir -p $W/${v}2 && cp -r $W/$v/checkpoint $W/${v}2/; done
+  fi
+  for v in va2 vb2; do show $W/train-$v.log 2; cp $W/$v/checkpoint/model.safetensors "$OUT/$v.safetensors" || true
+    cp $W/$v/checkpoint/config.json "$OUT/$v-config.json" || true; done
+  ALSO="--also gap=$W/vb2/checkpoint s6=$SHIPPED"
+  bench val2 1 1 $(( $(left) - 15 )) --set validation --checkpoint $W/va2/checkpoint $ALSO --rates 0.1 0.15 \
+    --methods --no-ablations
+  bench k1b $K1_SHARDS 1 $(( $(left) - 15 )) --checkpoint $W/va2/checkpoint $ALSO --rates 0.1 0.15 --methods \
+    --no-ablations
+  bench k10b $K10_SHARDS 10 $(( $(left) - 15 )) --distractors other --checkpoint $W/va2/checkpoint $ALSO --rates 0.1 \
+    --methods --no-ablations
+  wait || true
+  for name in val2 k1b k10b; do merge $name; done
+  tail -n 25 "$OUT/val2.md"
+fi
