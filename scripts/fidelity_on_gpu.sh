@@ -7,19 +7,24 @@
 #       in parallel (VA: no gap, VB: KEPT_GAP between non-adjacent kept spans); meanwhile the shipped
 #       checkpoint's baseline on the measurement set (K=1, K=10 from other articles; peers and the soft +
 #       LongLLMLingua selection) and its reader-format ablations on the validation articles
+#   bash scripts/fidelity_on_gpu.sh measure SECONDS   only the shipped checkpoint's rows (as in a, no training):
+#       the measurement set at K=1 and K=10 (other articles) with peers, and the validation ablations
 #   bash scripts/fidelity_on_gpu.sh b SECONDS [TRAIN_SECONDS]   both variants trained on for TRAIN_SECONDS, then
 #       measured beside the shipped checkpoint on the validation articles and the measurement set
 set -euo pipefail
 phase=${1:?usage: fidelity_on_gpu.sh part1|part2|a SECONDS|b SECONDS [TRAIN_SECONDS]}
 source scripts/gpu_model.sh "$phase"
-export OMP_NUM_THREADS=2  # many processes share the machine's 16 cores
+export OMP_NUM_THREADS=1 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True  # many processes share one GPU, 16 cores
+# Seen on one H200 (session 9): 14 processes at once (bench shards + 4 cache builders with eager attention at
+# batch 128) ran out of the card's 140 GB, and the cache of 16k questions took 338 s: keep the cache to two
+# processes at batch 64, and do not bench beside it.
 W=/root/work; mkdir -p $W/bench; OUT=${OUT:-$W/out}; mkdir -p "$OUT"
 END=$(( $(date +%s) + ${2:-560} ))
 SHIPPED=hyco2/checkpoints/smollm2-135m-instruct
 QA="--qa /root/data/squad-v1.0-train.json.gz --exclude-articles Southern_California Normans Computational_complexity_theory"
 RECIPE="--teacher self --target ${TARGET:-filtered} --rank-weight 1 --max-paragraphs ${PARAS:-10} --batch-size ${BATCH:-128}"
 GAP=${KEPT_GAP:- …}
-K1_SHARDS=4; K10_SHARDS=6
+K1_SHARDS=4; K10_SHARDS=${K10_SHARDS:-8}
 show() { tr '\r' '\n' < "$1" | grep -v -E '^\s*$|Loading weights|Warning' | tail -n "${2:-4}" || true; }
 left() { echo $(( END - $(date +%s) )); }
 bench() {  # NAME SHARDS K TIMEOUT ARGS...: bench/qa.py shards in the background, one file each
@@ -34,24 +39,29 @@ merge() {  # NAME: the shards into $OUT/NAME.json and its tables
 }
 train() {  # RUN INIT SECONDS GAP: one variant, resumable, its checkpoint under $W/RUN
   local m; m=$(python3 -c "print(round(($3 - 75) / 60, 2))")
-  python3 -m hyco2.training --stage instruct --out $W/$1 --init "$2" $QA --sample-questions "${SAMPLE:-16000}" \
+  python3 -m hyco2.training --stage instruct --out $W/$1 --init "$2" $QA --sample-questions "${SAMPLE:-8000}" \
     --teacher-cache $W/cache --steps 0 0 1000000 --minutes 0 0 "$m" $RECIPE --lr 0 0 "${LR:-1.4e-4}" \
     --kept-gap "$4" > $W/train-$1.log 2>&1
 }
-if [ "$phase" = a ]; then
-  bench k1 $K1_SHARDS 1 $(( $(left) - 20 )) --rates 0.1 0.15 --methods truncate longllmlingua \
+if [ "$phase" = measure ]; then
+  bench k1 $K1_SHARDS 1 $(( $(left) - 30 )) --rates 0.1 0.15 --methods truncate longllmlingua \
     --selectors longllmlingua --no-ablations
-  bench k10 $K10_SHARDS 10 $(( $(left) - 20 )) --distractors other --rates 0.1 --methods truncate longllmlingua \
-    --selectors longllmlingua --no-ablations
-  bench val 1 1 $(( $(left) - 20 )) --set validation --rates 0.1 0.15 --methods --no-ablations --gaps "$GAP" \
+  bench k10 $K10_SHARDS 10 $(( $(left) - 30 )) --distractors other --rates 0.1 --methods truncate longllmlingua \
+    --selectors longllmlingua --no-ablations --batch-size 32
+  bench val 1 1 $(( $(left) - 30 )) --set validation --rates 0.1 0.15 --methods --no-ablations --gaps "$GAP" \
     --phrases 0.9
+  wait || true
+  for name in k1 k10 val; do merge $name; done
+  (cd $W/bench && tar czf "$OUT/bench-logs.tgz" *.log)
+  tail -n 12 "$OUT/k1.md"; tail -n 12 "$OUT/k10.md"; tail -n 14 "$OUT/val.md"
+elif [ "$phase" = a ]; then
   t0=$(date +%s)
-  for i in 0 1 2 3; do  # the teacher cache: four processes on the one GPU
-    python3 -m hyco2.training --stage instruct --out $W/cache-run --init $SHIPPED $QA --sample-questions "${SAMPLE:-16000}" \
-      --teacher self --teacher-cache $W/cache --teacher-shard $i/4 --teacher-batch-size 128 > $W/cache-$i.log 2>&1 &
+  for i in 0 1; do  # the teacher cache: two processes on the one GPU
+    python3 -m hyco2.training --stage instruct --out $W/cache-run --init $SHIPPED $QA --sample-questions "${SAMPLE:-8000}" \
+      --teacher self --teacher-cache $W/cache --teacher-shard $i/2 --teacher-batch-size 64 > $W/cache-$i.log 2>&1 &
     pids[$i]=$!
   done
-  for i in 0 1 2 3; do wait ${pids[$i]} || { show $W/cache-$i.log 30; }; done
+  for i in 0 1; do wait ${pids[$i]} || { show $W/cache-$i.log 30; exit 1; }; done
   echo "teacher cache: $(( $(date +%s) - t0 )) s"; show $W/cache-0.log 2
   T=$(( $(left) - 25 ))
   echo "training two variants for $T s"
@@ -59,8 +69,6 @@ if [ "$phase" = a ]; then
   wait || true
   for v in va vb; do show $W/train-$v.log 3; cp $W/$v/checkpoint/model.safetensors "$OUT/$v.safetensors" || true
     cp $W/$v/checkpoint/config.json "$OUT/$v-config.json" || true; done
-  for name in k1 k10 val; do merge $name; done
-  cat "$OUT/val.md" | tail -n 30
 elif [ "$phase" = b ]; then
   TRAIN=${3:-150}
   if [ "$TRAIN" -gt 60 ]; then
