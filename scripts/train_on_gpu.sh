@@ -25,7 +25,7 @@ cache() {  # the full-context teacher's answers for every training question: two
   N=$((2 * NGPU))
   [ -f $W/cache/teacher/shard-0-of-$N.pt ] && return 0
   for i in $(seq 0 $((N - 1))); do
-    CUDA_VISIBLE_DEVICES=$((i % NGPU)) python3 -m hyco2.training --stage instruct --out $W/cache --init $SHIPPED \
+    CUDA_VISIBLE_DEVICES=$((i % NGPU)) python3 -m hyco2.training --stage instruct --teacher backbone --out $W/cache --init $SHIPPED \
       $QA --teacher-shard $i/$N --teacher-batch-size 256 > $W/cache-$i.log 2>&1 &
   done
   wait
@@ -43,7 +43,7 @@ if [ "$phase" = ablate ]; then
   M=$(python3 -c "print(round(($END - $(date +%s) - 80) / 60, 2))")  # ~60 s data loading, saving
   echo "training each variant for $M minutes"
   for i in 0 1 2 3; do
-    CUDA_VISIBLE_DEVICES=$((i % NGPU)) python3 -m hyco2.training --stage instruct --out $W/v$i --init $SHIPPED $QA \
+    CUDA_VISIBLE_DEVICES=$((i % NGPU)) python3 -m hyco2.training --stage instruct --teacher backbone --out $W/v$i --init $SHIPPED $QA \
       --teacher-cache $W/cache/teacher --max-paragraphs "${PARAS:-8}" --steps 0 0 1000000 \
       --minutes 0 0 "$M" --batch-size 64 ${V[$i]} > $W/train-v$i.log 2>&1 &
   done
@@ -77,7 +77,7 @@ elif [ "$phase" = ddp ]; then
   M=$(python3 -c "print(round(($END - $(date +%s) - 75) / 60, 2))")  # ~60 s data loading, 15 s saving
   echo "training for $M minutes on $NGPU GPUs:$STEP --lr 0 0 $LR"
   R=${RUN:-ddp}  # a second call on the same warm machine: RUN=ddp2 ... ddp SECONDS /root/work/ddp/checkpoint
-  torchrun --nproc-per-node "$NGPU" -m hyco2.training --stage instruct --out $W/$R --init "$INIT" $QA \
+  torchrun --nproc-per-node "$NGPU" -m hyco2.training --stage instruct --teacher backbone --out $W/$R --init "$INIT" $QA \
     --teacher-cache $W/cache/teacher --target "${TARGET:-filtered}" --max-paragraphs "${PARAS:-8}" \
     --steps 0 0 1000000 --minutes 0 0 "$M" $STEP --lr 0 0 "$LR" ${EXTRA:-} > $W/train-$R.log 2>&1
   show $W/train-$R.log 6
