@@ -44,6 +44,16 @@ def mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
+def _bootstrap_interval(stat, n: int, samples: int, seed: int, level: float) -> tuple[float, float]:
+    """Quantiles of ``stat(indices)`` over ``samples`` resamplings of ``n`` question indices (with
+    replacement; one seeded draw, so every interval of a table is made from the same resamples)."""
+    import torch
+
+    idx = torch.randint(n, (samples, n), generator=torch.Generator().manual_seed(seed))
+    lo, hi = torch.quantile(stat(idx), torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64))
+    return float(lo), float(hi)
+
+
 def paired_bootstrap_ci(a: list[float], b: list[float] | None = None, samples: int = 2000,
                         seed: int = 0, level: float = 0.95) -> tuple[float, float]:
     """Confidence interval of mean(a) − mean(b) over the same questions (or of mean(a) alone).
@@ -59,10 +69,7 @@ def paired_bootstrap_ci(a: list[float], b: list[float] | None = None, samples: i
     diff = torch.tensor(a, dtype=torch.float64)
     if b is not None:
         diff = diff - torch.tensor(b, dtype=torch.float64)
-    gen = torch.Generator().manual_seed(seed)
-    means = diff[torch.randint(n, (samples, n), generator=gen)].mean(1)
-    lo, hi = torch.quantile(means, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64))
-    return float(lo), float(hi)
+    return _bootstrap_interval(lambda idx: diff[idx].mean(1), n, samples, seed, level)
 
 
 def paired_ratio_ci(a: list[float], b: list[float], samples: int = 2000, seed: int = 0,
@@ -75,10 +82,7 @@ def paired_ratio_ci(a: list[float], b: list[float], samples: int = 2000, seed: i
     if n == 0 or len(b) != n:
         return float("nan"), float("nan")
     x, y = torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64)
-    idx = torch.randint(n, (samples, n), generator=torch.Generator().manual_seed(seed))
-    ratios = x[idx].mean(1) / y[idx].mean(1).clamp(min=1e-12)
-    lo, hi = torch.quantile(ratios, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64))
-    return float(lo), float(hi)
+    return _bootstrap_interval(lambda idx: x[idx].mean(1) / y[idx].mean(1).clamp(min=1e-12), n, samples, seed, level)
 
 
 def nll_recovery(nll_row: float, nll_none: float, nll_full: float) -> float:
