@@ -491,7 +491,7 @@ class HyCo2Compressor:
         gap = self.kept_gap_ids if soft is not None else ()  # the reader's format: HyCo2's trained reader only
         if compression.segments is None:  # one chunk: one soft slot, one kept slot
             if kept is not None:
-                kept = with_gaps(kept, compression.kept_positions, gap)
+                kept = with_gaps(kept, compression.kept_positions, gap)[0]
             doc = (SOFT if soft is not None else "") + (KEPT if kept is not None else "")
             parts = prompt_parts(bb, qa_user_text(question, doc))
             n_doc = (0 if soft is None else soft.shape[0]) + (0 if kept is None else len(kept))
@@ -504,7 +504,7 @@ class HyCo2Compressor:
                 softs.append(soft[si:si + n_soft])
                 piece += SOFT
             if kept is not None and n_kept:
-                kepts.append(with_gaps(kept[ki:ki + n_kept], compression.kept_positions[ki:ki + n_kept], gap))
+                kepts.append(with_gaps(kept[ki:ki + n_kept], compression.kept_positions[ki:ki + n_kept], gap)[0])
                 piece += KEPT
             si, ki = si + n_soft, ki + n_kept
             if piece:

@@ -103,17 +103,18 @@ def embed_prompt(
     return torch.cat(pieces, dim=0)
 
 
-def with_gaps(kept_ids: list[int], kept_positions: list[int], gap_ids: list[int] | tuple[int, ...]) -> list[int]:
+def with_gaps(kept_ids: list[int], kept_positions: list[int],
+              gap_ids: list[int] | tuple[int, ...]) -> tuple[list[int], list[int]]:
     """The kept ids with ``gap_ids`` between two kept tokens that were not neighbours in the context, so
-    that the decoder sees where text is missing ("built 1872 … Maria Lindqvist" rather than a run-on)."""
-    if not gap_ids or len(kept_ids) < 2:
-        return list(kept_ids)
-    out = [kept_ids[0]]
-    for prev, pos, tid in zip(kept_positions, kept_positions[1:], kept_ids[1:]):
-        if pos != prev + 1:
+    that the decoder sees where text is missing ("built 1872 … Maria Lindqvist" rather than a run-on);
+    and where each kept token sits in that list (training scales those slots by their keep probability)."""
+    out, slots = [], []
+    for j, (pos, tid) in enumerate(zip(kept_positions, kept_ids)):
+        if j and gap_ids and pos != kept_positions[j - 1] + 1:
             out.extend(gap_ids)
+        slots.append(len(out))
         out.append(tid)
-    return out
+    return out, slots
 
 
 def left_pad(embeds: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

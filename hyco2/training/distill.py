@@ -34,7 +34,7 @@ from ..decoder import (attention_implementation, bf16_autocast, end_of_turn, for
 from ..errors import InvalidSettingError
 from ..encoder import ContextEncoder, TokenizedContext, span_positions, tokenize_contexts
 from ..metrics import best_over_golds, contains
-from ..prompting import KEPT, SOFT, left_pad, prompt_parts, qa_user_text
+from ..prompting import KEPT, SOFT, left_pad, prompt_parts, qa_user_text, with_gaps
 from ..selector import keep_count, select_words_by_budget
 from ..text import DOCUMENT_SEPARATOR
 from .data import QAExample
@@ -327,7 +327,7 @@ class DistillStep:
             self.by_source.setdefault(it.source, []).append(n)
         self.everything = list(range(len(items)))
         self.sep = backbone.tokenizer(DOCUMENT_SEPARATOR, add_special_tokens=False)["input_ids"]
-        gap = model.config.kept_gap if hasattr(model, "config") else model.module.config.kept_gap
+        gap = getattr(model, "module", model).config.kept_gap  # model may be DDP-wrapped
         self.gap = backbone.tokenizer(gap, add_special_tokens=False)["input_ids"] if gap else []
         self.pad = backbone.tokenizer.pad_token_id
 
@@ -407,13 +407,9 @@ class DistillStep:
             n_keep = keep_count(len(cids), self.rng.choice(cfg.rates))
             kept = select_words_by_budget(probs_cpu[b, : len(cids)].tolist(), cwords, n_keep)
             s0 = len(it.pre)
-            row = it.pre + [self.pad] * self.k
-            for j, p in enumerate(kept):
-                if j and self.gap and p != kept[j - 1] + 1:
-                    row += self.gap
-                kept_t.append(len(row))
-                row.append(cids[p])
-            row += it.post
+            body, slots = with_gaps([cids[p] for p in kept], kept, self.gap)
+            row = it.pre + [self.pad] * self.k + body + it.post
+            kept_t += [s0 + self.k + t for t in slots]
             soft_t.append(torch.arange(s0, s0 + self.k))
             kept_b += [b] * len(kept)
             kept_c += kept
