@@ -216,9 +216,10 @@ def save_checkpoint(comp, args, out: Path, summaries, qa, texts, exclude, world:
     config.training = {
         "stages": [{k: s[k] for k in s if k not in ("history", "config")} for s in summaries],
         "qa_files": [Path(q).name for q in args.qa], "excluded_articles": sorted(exclude),
-        "qa_examples": len(qa), "sample_questions": args.sample_questions, "text_paragraphs": len(texts), "seed": args.seed, "batch_size": args.batch_size,
-        "teacher": cached_teacher(Path(args.teacher_cache or out / "teacher")) if "instruct" in args.stage or
-        args.stage == "all" else None,
+        "qa_examples": len(qa), "sample_questions": args.sample_questions, "text_paragraphs": len(texts),
+        "seed": args.seed, "batch_size": args.batch_size,
+        "teacher": (cached_teacher(Path(args.teacher_cache or out / "teacher"))
+                    if args.stage in ("instruct", "all") else None),
         "device": (f"{world} x {torch.cuda.get_device_name(dev)}" if dev.type == "cuda" else "cpu"),
     }
     if previous is not None:  # continued training: keep the earlier run's record
