@@ -31,6 +31,7 @@ from hyco2.metrics import best_over_golds, contains, exact_match, f1_score
 from hyco2.modeling import HyCo2Model
 from hyco2.text import DOCUMENT_SEPARATOR
 from hyco2.training.data import DISTRACTORS, read_squad, with_distractors
+from report import NAMES  # bench/ is on sys.path: qa.py runs as a script beside report.py
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SETS = {  # name -> [(file, articles or None for all)]
@@ -44,7 +45,6 @@ SETS = {  # name -> [(file, articles or None for all)]
 
 
 FIRST = ("truncate", "longllmlingua", "llmlingua")  # measured first, in case a run hits its time limit
-NAMES = {"longllmlingua": "LongLLMLingua", "llmlingua": "LLMLingua", "mig": "MIG", "truncate": "truncation"}
 
 
 class PeakMemory:
