@@ -77,15 +77,15 @@ elif [ "$phase" = b ]; then
   else
     for v in va vb; do mkdir -p $W/${v}2 && cp -r $W/$v/checkpoint $W/${v}2/; done
   fi
-  for v in va2 vb2; do show $W/train-$v.log 2; cp $W/$v/checkpoint/model.safetensors "$OUT/$v.safetensors" || true
-    cp $W/$v/checkpoint/config.json "$OUT/$v-config.json" || true; done
+  [ "$TRAIN" -gt 60 ] && for v in va2 vb2; do show $W/train-$v.log 2  # at most 8 files come back: only new weights
+    cp $W/$v/checkpoint/model.safetensors "$OUT/$v.safetensors" || true; cp $W/$v/checkpoint/config.json "$OUT/$v-config.json" || true; done
   ALSO="--also gap=$W/vb2/checkpoint s6=$SHIPPED"
   bench val2 1 1 $(( $(left) - 15 )) --set validation --checkpoint $W/va2/checkpoint $ALSO --rates 0.1 0.15 \
     --methods --no-ablations
   bench k1b $K1_SHARDS 1 $(( $(left) - 15 )) --checkpoint $W/va2/checkpoint $ALSO --rates 0.1 0.15 --methods \
-    --no-ablations
+    --no-ablations --phrases 0.9
   bench k10b $K10_SHARDS 10 $(( $(left) - 15 )) --distractors other --checkpoint $W/va2/checkpoint $ALSO --rates 0.1 \
-    --methods --no-ablations
+    --methods --no-ablations --batch-size 32
   wait || true
   for name in val2 k1b k10b; do merge $name; done
   tail -n 25 "$OUT/val2.md"
