@@ -59,7 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="steps of the paraphrase, completion and instruction stages")
     p.add_argument("--minutes", type=float, nargs=3, default=[None, None, None], metavar=("P", "C", "I"),
                    help="time limit of each stage; the schedule is sized to end when it is reached")
-    p.add_argument("--lr", type=float, nargs=3, default=[3e-4, 2e-4, 1e-4], metavar=("P", "C", "I"))
+    p.add_argument("--lr", type=float, nargs=3, default=[3e-4, 2e-4, 1.4e-4], metavar=("P", "C", "I"))
     p.add_argument("--batch-size", type=int, default=32, help="per GPU (stage 3) or in all (stages 1-2)")
     p.add_argument("--teacher", choices=TEACHERS, default="self",
                    help="stage-3 teacher: 'self' is the --init checkpoint's own reader with every token kept "
@@ -75,13 +75,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--target", choices=TARGETS, default="filtered",
                    help="stage-3 answer target: the teacher's greedy answer, the gold span, or the teacher's "
                         "answer where it contains the gold one and the gold span elsewhere")
-    p.add_argument("--max-paragraphs", type=int, default=8,
+    p.add_argument("--max-paragraphs", type=int, default=10,
                    help="stage 3 reads the question's paragraph among 0..N-1 others of its article")
     p.add_argument("--max-context-tokens", type=int, default=1024, help="stage-3 context length cap")
     p.add_argument("--kl-weight", type=float, default=1.0)
     p.add_argument("--saliency-weight", type=float, default=1.0,
                    help="stage 3: BCE weight of the keep labels (teacher saliency ∪ gold span)")
-    p.add_argument("--rank-weight", type=float, default=0.0,
+    p.add_argument("--rank-weight", type=float, default=1.0,
                    help="stage 3: weight of the listwise loss that ranks the gold answer's tokens first")
     p.add_argument("--compile", action="store_true",
                    help="stage 3: torch.compile the frozen backbone's layers (see bench/train_step.py for when it pays)")
