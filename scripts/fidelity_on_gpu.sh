@@ -20,7 +20,7 @@ export OMP_NUM_THREADS=1 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True  # man
 # processes at batch 64, and do not bench beside it.
 W=/root/work; mkdir -p $W/bench; OUT=${OUT:-$W/out}; mkdir -p "$OUT"
 END=$(( $(date +%s) + ${2:-560} ))
-SHIPPED=hyco2/checkpoints/smollm2-135m-instruct
+SHIPPED=${BASE:-hyco2/checkpoints/smollm2-135m-instruct}  # BASE=FOLDER starts from another checkpoint (s7 came from s6, commit 738ee30)
 QA="--qa /root/data/squad-v1.0-train.json.gz --exclude-articles Southern_California Normans Computational_complexity_theory"
 RECIPE="--teacher self --target ${TARGET:-filtered} --rank-weight 1 --max-paragraphs ${PARAS:-10} --batch-size ${BATCH:-128}"
 GAP=${KEPT_GAP:- …}
@@ -33,6 +33,10 @@ bench() {  # NAME SHARDS K TIMEOUT ARGS...: bench/qa.py shards in the background
     timeout "$t" python3 bench/qa.py --data-dir /root/data --paragraphs "$k" --shard "$i/$n" --batch-size 64 \
       --out $W/bench/$name-s$i.json "$@" > $W/bench/$name-s$i.log 2>&1 &
   done
+}
+bring_back() {  # RUN...: each trained variant's checkpoint into $OUT (at most 8 files come back from a call)
+  for v in "$@"; do show $W/train-$v.log 3; cp $W/$v/checkpoint/model.safetensors "$OUT/$v.safetensors" || true
+    cp $W/$v/checkpoint/config.json "$OUT/$v-config.json" || true; done
 }
 merge() {  # NAME: the shards into $OUT/NAME.json and its tables
   python3 bench/report.py --merge $W/bench/$1-s*.json --out "$OUT/$1.json" > "$OUT/$1.md" 2>&1 || show $W/bench/$1-s0.log 8
@@ -67,19 +71,17 @@ elif [ "$phase" = a ]; then
   echo "training two variants for $T s"
   train va $SHIPPED $T "" & train vb $SHIPPED $T "$GAP" &
   wait || true
-  for v in va vb; do show $W/train-$v.log 3; cp $W/$v/checkpoint/model.safetensors "$OUT/$v.safetensors" || true
-    cp $W/$v/checkpoint/config.json "$OUT/$v-config.json" || true; done
+  bring_back va vb
 elif [ "$phase" = b ]; then
   TRAIN=${3:-150}
   if [ "$TRAIN" -gt 60 ]; then
     train va2 $W/va/checkpoint $TRAIN "" & train vb2 $W/vb/checkpoint $TRAIN "$GAP" &
     wait || true
+    bring_back va2 vb2  # only new weights: the untrained copies below are already here
   else
     for v in va vb; do mkdir -p $W/${v}2 && cp -r $W/$v/checkpoint $W/${v}2/; done
   fi
-  [ "$TRAIN" -gt 60 ] && for v in va2 vb2; do show $W/train-$v.log 2  # at most 8 files come back: only new weights
-    cp $W/$v/checkpoint/model.safetensors "$OUT/$v.safetensors" || true; cp $W/$v/checkpoint/config.json "$OUT/$v-config.json" || true; done
-  ALSO="--also gap=$W/vb2/checkpoint s6=$SHIPPED"
+  ALSO="--also gap=$W/vb2/checkpoint base=$SHIPPED"
   bench val2 1 1 $(( $(left) - 15 )) --set validation --checkpoint $W/va2/checkpoint $ALSO --rates 0.1 0.15 \
     --methods --no-ablations
   bench k1b $K1_SHARDS 1 $(( $(left) - 15 )) --checkpoint $W/va2/checkpoint $ALSO --rates 0.1 0.15 --methods \

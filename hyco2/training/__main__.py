@@ -1,9 +1,9 @@
 """Train a HyCo2 compressor: ``python -m hyco2.training --stage all --out runs/default``.
 
 The stage-3 defaults are the last round of the shipped checkpoint's recipe (a same-reader round from
-``--init``; the whole chain of rounds is in its config.json, ``training.initialised_from``); the data are arguments (--qa for stage 3, --text
-for stages 1-2): SQuAD-style JSON or JSONL of your own trains a compressor for your data without code
-changes. Several GPUs: ``torchrun --nproc-per-node 4 -m hyco2.training ...``
+``--init``; the whole chain of rounds is in its config.json, ``training.initialised_from``). The data are
+arguments (--qa for stage 3, --text for stages 1-2): SQuAD-style JSON or JSONL of your own trains a
+compressor for your data without code changes. Several GPUs: ``torchrun --nproc-per-node 4 -m hyco2.training ...``
 (stage 3 and its teacher cache run data-parallel; stages 1-2 run on rank 0's GPU alone).
 """
 from __future__ import annotations
