@@ -4,7 +4,7 @@
 # .gpu/whl .gpu/data with call a). Every process writes its JSON as rows come, under $OUT.
 #   bash scripts/fidelity_on_gpu.sh a SECONDS   the same-reader teacher cache (HyCo2's reader at rate 1.0, the
 #       shipped checkpoint) on SAMPLE training questions; then two stage-3 variants from the shipped checkpoint
-#       in parallel (VA: no gap, VB: KEPT_GAP between non-adjacent kept spans); meanwhile the shipped
+#       in parallel (VA: no gap, VB: GAP_B, default KEPT_GAP, between non-adjacent kept spans, at LR_B); meanwhile the shipped
 #       checkpoint's baseline on the measurement set (K=1, K=10 from other articles; peers and the soft +
 #       LongLLMLingua selection) and its reader-format ablations on the validation articles
 #   bash scripts/fidelity_on_gpu.sh measure SECONDS   only the shipped checkpoint's rows (as in a, no training):
@@ -41,10 +41,10 @@ bring_back() {  # RUN...: each trained variant's checkpoint into $OUT (at most 8
 merge() {  # NAME: the shards into $OUT/NAME.json and its tables
   python3 bench/report.py --merge $W/bench/$1-s*.json --out "$OUT/$1.json" > "$OUT/$1.md" 2>&1 || show $W/bench/$1-s0.log 8
 }
-train() {  # RUN INIT SECONDS GAP: one variant, resumable, its checkpoint under $W/RUN
+train() {  # RUN INIT SECONDS GAP [LR]: one variant, resumable, its checkpoint under $W/RUN
   local m; m=$(python3 -c "print(round(($3 - 75) / 60, 2))")
   python3 -m hyco2.training --stage instruct --out $W/$1 --init "$2" $QA --sample-questions "${SAMPLE:-8000}" \
-    --teacher-cache $W/cache --steps 0 0 1000000 --minutes 0 0 "$m" $RECIPE --lr 0 0 "${LR:-1.4e-4}" \
+    --teacher-cache $W/cache --steps 0 0 1000000 --minutes 0 0 "$m" $RECIPE --lr 0 0 "${5:-${LR:-1.4e-4}}" \
     --kept-gap "$4" > $W/train-$1.log 2>&1
 }
 if [ "$phase" = measure ]; then
@@ -69,19 +69,19 @@ elif [ "$phase" = a ]; then
   echo "teacher cache: $(( $(date +%s) - t0 )) s"; show $W/cache-0.log 2
   T=$(( $(left) - 25 ))
   echo "training two variants for $T s"
-  train va $SHIPPED $T "" & train vb $SHIPPED $T "$GAP" &
+  train va $SHIPPED $T "" & train vb $SHIPPED $T "${GAP_B-$GAP}" "${LR_B:-${LR:-1.4e-4}}" &
   wait || true
   bring_back va vb
 elif [ "$phase" = b ]; then
   TRAIN=${3:-150}
   if [ "$TRAIN" -gt 60 ]; then
-    train va2 $W/va/checkpoint $TRAIN "" & train vb2 $W/vb/checkpoint $TRAIN "$GAP" &
+    train va2 $W/va/checkpoint $TRAIN "" & train vb2 $W/vb/checkpoint $TRAIN "${GAP_B-$GAP}" "${LR_B:-${LR:-1.4e-4}}" &
     wait || true
     bring_back va2 vb2  # only new weights: the untrained copies below are already here
   else
     for v in va vb; do mkdir -p $W/${v}2 && cp -r $W/$v/checkpoint $W/${v}2/; done
   fi
-  ALSO="--also gap=$W/vb2/checkpoint base=$SHIPPED"
+  ALSO="--also ${B_NAME:-gap}=$W/vb2/checkpoint base=$SHIPPED"  # B_NAME: the row name of variant b
   bench val2 1 1 $(( $(left) - 15 )) --set validation --checkpoint $W/va2/checkpoint $ALSO --rates 0.1 0.15 \
     --methods --no-ablations
   bench k1b $K1_SHARDS 1 $(( $(left) - 15 )) --checkpoint $W/va2/checkpoint $ALSO --rates 0.1 0.15 --methods \
