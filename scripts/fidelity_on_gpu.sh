@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Compression fidelity on one lent GPU (issue "Compression fidelity"): train toward the same reader and
-# measure against it. Model set-up as in scripts/gpu_model.sh (part1, part2 first, then carry .gpu/p3
+# measure against it. Model set-up as in scripts/gpu_model.sh (part1, part2, part3 first, then carry .gpu/p4
 # .gpu/whl .gpu/data with call a). Every process writes its JSON as rows come, under $OUT.
 #   bash scripts/fidelity_on_gpu.sh a SECONDS   the same-reader teacher cache (HyCo2's reader at rate 1.0, the
 #       shipped checkpoint) on SAMPLE training questions; then two stage-3 variants from the shipped checkpoint

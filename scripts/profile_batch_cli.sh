@@ -2,7 +2,7 @@
 # The batch CLI's main process under py-spy on the lent GPU host, where its one process (reading, hashing,
 # registering, writing; handing batches to the workers and taking their results) bounds a multi-GPU run:
 # which code holds the interpreter lock, by thread. Model set-up as in train_on_gpu.sh (part1, part2;
-# py-spy's wheel travels in .gpu/spy, carried instead of .gpu/p3 on a later call: with it in .gpu/whl the
+# py-spy's wheel travels in .gpu/spy, carried instead of .gpu/p4 on a later call: with it in .gpu/whl the
 # work call passed the 64 MiB a call carries. Prepare: pip download --no-deps -d .gpu/spy py-spy).
 #   bash scripts/profile_batch_cli.sh DOCS [batch CLI arguments]   → $OUT/cli-main.raw (py-spy's raw stacks)
 # Sampling: --gil, 50 Hz, no --idle, a few thousand documents. Session 7's first try (250 Hz with --idle, on
