@@ -9,7 +9,7 @@ Rows:
 - ``prefill, padding mask``: the backbone's body over fixed-size batches in file order with an
   attention mask (what a plain Hugging Face loop does);
 - ``prefill, length-sorted, no mask``: the same tokens batched by length (hyco2.batching) through
-  hyco2.decoder.right_padded_forward, as the compressor runs them: the floor the compressor is measured
+  hyco2.forward.right_padded_forward, as the compressor runs them: the floor the compressor is measured
   against. Its inputs reach the GPU as the library's do (pinned, queued: hyco2.transfer); before this
   release they went by plain ``.to(device)``, which waits for the device's queue, so the floor itself
   took turns with the host and came out below what the device does;
@@ -60,7 +60,7 @@ from qa import PeakMemory, machine, sync
 from hyco2 import CompressionSettings, HyCo2Compressor
 from hyco2.backbone import QUANTIZE_CHOICES
 from hyco2.batching import length_batches
-from hyco2.decoder import right_padded_forward
+from hyco2.forward import right_padded_forward
 from hyco2.encoder import tokenize_context, tokenize_contexts
 from hyco2.transfer import to_device
 from hyco2.training.data import read_squad

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from hyco2 import HyCo2Compressor
+from hyco2 import HyCo2Compressor, HyCo2Reader
 from hyco2.backbone import QUANTIZE_CHOICES
 from hyco2.baselines import available_methods
 from hyco2.settings import CompressionSettings
@@ -140,10 +140,10 @@ def run_row(comp: HyCo2Compressor, items, name: str, mode: str, *, method: str =
             compress_s = (time.perf_counter() - t0) / len(items)
             passes = sum(c.forward_passes for c in comps) / len(comps)
         t0 = time.perf_counter()
-        answers = comp.answer_batch(contexts, questions, mode, compressions=comps, batch_size=batch_size,
+        answers = HyCo2Reader(comp).answer_batch(contexts, questions, mode, compressions=comps, batch_size=batch_size,
                                     max_new_tokens=max_new_tokens)
         answer_s = (time.perf_counter() - t0) / len(items)
-        nll = comp.answer_nll(contexts, questions, [it.answers[0] for it in items], mode, compressions=comps,
+        nll = HyCo2Reader(comp).answer_nll(contexts, questions, [it.answers[0] for it in items], mode, compressions=comps,
                               batch_size=batch_size)
     texts = [a.text for a in answers]
     golds = [it.answers for it in items]

@@ -26,8 +26,8 @@ from torch.profiler import ProfilerActivity, profile
 
 from qa import SHARED, PeakMemory, machine, sync
 from hyco2 import HyCo2Compressor
-from hyco2.decoder import bf16_autocast
-from hyco2.selector import add_question_match
+from hyco2.forward import bf16_autocast
+from hyco2.classifier import add_question_match
 from hyco2.training.data import read_qa
 from hyco2.training.distill import DistillConfig, DistillStep, prepare_items, teacher_cache, train_distill
 

@@ -1,11 +1,12 @@
 """HyCo2: hybrid context compression (soft tokens for the gist + kept tokens for the facts).
 
-Layout follows the paper's figure: ``backbone`` (frozen LLM) → ``encoder`` (its hidden states) →
-``adapter`` (global view: soft tokens) and ``selector`` (local view: kept tokens) → ``compressor``
-(the API) → ``training`` (three stages).
+Layout follows the paper's figure: ``backbone`` (frozen LLM, ``forward`` its passes) → ``encoder`` (its
+hidden states) → ``adapter`` (global view: soft tokens) and ``classifier`` + ``selection`` (local view:
+kept tokens; peers in ``baselines``) → ``modeling`` (the trainable part) → ``compressor`` (context in,
+:class:`CompressionResult` out) → ``reader`` (the decoder answers from it) → ``training`` (three stages).
 """
 from .backbone import DEFAULT_BACKBONE, Backbone, load_backbone
-from .compressor import Answer, CompressionResult, HyCo2Compressor
+from .compressor import CompressionResult, HyCo2Compressor
 from .config import HyCo2Config
 from .errors import (
     BackboneMismatchError,
@@ -19,7 +20,8 @@ from .errors import (
     ModelNotInstalledError,
     UnknownModelError,
 )
-from .modeling import HyCo2Model
+from .modeling import HyCo2Model, HyCo2Output
+from .reader import Answer, HyCo2Reader, Mode
 from .settings import CompressionSettings
 
 __version__ = "0.6.0"
@@ -27,6 +29,6 @@ __version__ = "0.6.0"
 __all__ = [
     "DEFAULT_BACKBONE", "Answer", "Backbone", "BackboneMismatchError", "CheckpointError",
     "CompressionResult", "CompressionSettings", "ContextTooLongError", "EmptyInputError", "HyCo2Compressor", "HyCo2Config",
-    "HyCo2Error", "HyCo2Model", "HyCo2OutOfMemoryError", "InvalidSettingError", "InvalidTextError",
+    "HyCo2Error", "HyCo2Model", "HyCo2Output", "HyCo2OutOfMemoryError", "HyCo2Reader", "Mode", "InvalidSettingError", "InvalidTextError",
     "ModelNotInstalledError", "UnknownModelError", "load_backbone",
 ]

@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(available_methods()))
             return 0
         from .compressor import HyCo2Compressor
+        from .reader import HyCo2Reader
 
         # cheap checks before the model loads
         if args.command == "answer" and not args.question:
@@ -85,11 +86,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         r = comp.compress(question=args.question, **source, settings=settings, progress=True)
         mode = "hybrid" if r.soft_tokens else "hard"
-        small = comp.answer(question=args.question, mode=mode, compression=r, max_new_tokens=args.max_new_tokens,
+        reader = HyCo2Reader(comp)
+        small = reader.answer(question=args.question, mode=mode, compression=r, max_new_tokens=args.max_new_tokens,
                             **source)
         print(f"question:   {args.question}")
         try:
-            full = comp.answer(question=args.question, mode="full", max_new_tokens=args.max_new_tokens, **source)
+            full = reader.answer(question=args.question, mode="full", max_new_tokens=args.max_new_tokens, **source)
             print(f"full:       {full.text}    [{full.document_tokens} context tokens, {full.latency_s:.2f} s]")
         except ContextTooLongError as exc:
             print(f"full:       (does not fit the backbone's window: {exc.n_tokens} > {exc.limit} tokens)")

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from .backbone import Backbone
 from .encoder import TokenizedContext, tokenize_context
-from .text import DOCUMENT_SEPARATOR
-SENTENCE_ENDS = (".", "!", "?", ".\"", "?\"", "!\"", ".)", ":")
+from .text import DOCUMENT_SEPARATOR, SENTENCE_ENDS
+
+#: A chunk may also end after a colon (a list or a quotation follows), where a peer's sentence does not.
+CHUNK_ENDS = SENTENCE_ENDS + (":",)
 
 
 def join_documents(backbone: Backbone, documents: list[str]) -> tuple[TokenizedContext, list[tuple[int, int]]]:
@@ -70,7 +72,7 @@ def _best_cut(ctx: TokenizedContext, lo: int, hi: int) -> int | None:
         return text[a:a + 8].lstrip(" \t").startswith("\n\n")
 
     for test in (lambda i: word_start(i) and after_blank_line(i),
-                 lambda i: word_start(i) and before(i).rstrip().endswith(SENTENCE_ENDS),
+                 lambda i: word_start(i) and before(i).rstrip().endswith(CHUNK_ENDS),
                  word_start):
         for i in range(hi, lo, -1):
             if test(i):

@@ -1,28 +1,30 @@
-"""The one object users hold: load a backbone + checkpoint, compress contexts, answer questions."""
+"""Compression: load a backbone + checkpoint, and turn contexts into soft tokens + kept tokens.
+
+The result (:class:`CompressionResult`) is what any reader takes: its ``kept_text`` for any LLM, its
+soft tokens as well for HyCo2's own reader (:mod:`hyco2.reader`)."""
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
 from .backbone import DEFAULT_BACKBONE, Backbone, load_backbone
-from .baselines import Selector, get_selector
+from .baselines import get_selector
 from .config import HyCo2Config
 from .counting import count_cl100k, count_cl100k_batch
-from .decoder import forward_on_targets, target_nll
+from .classifier import ClassifierSelector
 from .batching import length_batches
 from .chunking import chunk_bounds, join_documents, sub_context
 from .encoder import ContextEncoder, TokenizedContext, tokenize_context, tokenize_contexts
-from .errors import ContextTooLongError, EmptyInputError, HyCo2OutOfMemoryError, InvalidSettingError
+from .errors import ContextTooLongError, EmptyInputError, InvalidSettingError
+from .forward import friendly_oom
 from .modeling import HyCo2Model
-from .prompting import KEPT, SOFT, embed_prompt, left_pad, prompt_parts, qa_user_text, with_gaps
-from .selector import ClassifierSelector, keep_count
+from .selection import Selector, keep_count
 from .settings import CompressionSettings
 from .text import DOCUMENT_SEPARATOR, as_text
 from .transfer import HostCopy
@@ -31,8 +33,6 @@ log = logging.getLogger(__name__)
 
 #: The checkpoint shipped for the default backbone (float16 safetensors, a few MB).
 DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / DEFAULT_BACKBONE
-MODES = ("full", "hybrid", "soft", "hard", "none")
-MODE_ALIASES = {"compressed": "hybrid"}
 #: Room left in the backbone's window for the question prefix and the decoder prompt.
 PROMPT_RESERVE = 256
 LONG_CHUNK_TOKENS = 1024
@@ -142,29 +142,6 @@ class _QueuedChunk:
     queue_s: float
 
 
-@dataclass
-class Answer:
-    text: str
-    mode: str
-    decoder_tokens: int  # prompt positions the decoder read
-    document_tokens: int  # of which the document (context, or kept + soft)
-    latency_s: float
-    compression: CompressionResult | None = None
-
-
-@contextlib.contextmanager
-def _friendly_oom() -> Iterator[None]:
-    try:
-        yield
-    except torch.OutOfMemoryError as exc:
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        raise HyCo2OutOfMemoryError(
-            "The device ran out of memory. Use a smaller batch size, a shorter context, "
-            "--quantize 4bit on a GPU, or --device cpu."
-        ) from exc
-
-
 class HyCo2Compressor:
     """Backbone + adapter + classifier, with the compress/answer API."""
 
@@ -261,18 +238,9 @@ class HyCo2Compressor:
             raise ContextTooLongError(len(tokenized), self.max_context_tokens)
         return tokenized
 
-    def _full_context(self, context: str | bytes | None, compression: CompressionResult | None) -> TokenizedContext:
-        """The context as the full-context mode reads it: the compression's own tokenisation when it was
-        made from this text (a request tokenises once), else tokenised here; refused if over the window."""
-        ctx = compression.tokenized if compression is not None else None
-        if ctx is None or (context is not None and as_text(context, "context") != ctx.text):
-            return self.tokenize(context)
-        if len(ctx) > self.max_context_tokens:
-            raise ContextTooLongError(len(ctx), self.max_context_tokens)
-        return ctx
-
     @staticmethod
-    def _question(question: str | bytes | None) -> str | None:
+    def check_question(question: str | bytes | None) -> str | None:
+        """The question as text, stripped; None stays None (a generic instruction), blank is refused."""
         if question is None:
             return None
         if isinstance(question, (str, bytes)) and not question.strip():
@@ -312,7 +280,7 @@ class HyCo2Compressor:
             if isinstance(documents, (str, bytes)) or not documents:
                 raise InvalidSettingError("documents must be a non-empty list of texts.")
             texts = [as_text(d, f"document {i + 1}") for i, d in enumerate(documents)]
-            return self._compress_long(texts, self._question(question), s, progress)
+            return self._compress_long(texts, self.check_question(question), s, progress)
         return self.compress_batch([context], [question], settings=s, progress=progress)[0]
 
     def compress_batch(self, contexts: list[str | bytes], questions: list[str | bytes | None] | None = None, *,
@@ -343,7 +311,7 @@ class HyCo2Compressor:
             raise InvalidSettingError(f"{len(contexts)} contexts but {len(questions)} questions.")
         pick = self.selector_for(s)
         texts = [as_text(c, "context") for c in contexts]
-        qs = [self._question(q) for q in questions]
+        qs = [self.check_question(q) for q in questions]
         toks = tokenize_contexts(self.backbone, texts)
         over = [i for i, t in enumerate(toks) if len(t) > self.max_context_tokens]
         if over and not s.classifier_selects:  # peers read one window: refuse before any work
@@ -359,13 +327,13 @@ class HyCo2Compressor:
 
         for group in tqdm(groups, desc="compressing", unit="batch", disable=not progress or len(groups) < 2):
             ids = [fits[j] for j in group]
-            with _friendly_oom():
+            with friendly_oom():
                 nxt = self._queue_chunk(ids, [toks[i] for i in ids], [qs[i] for i in ids], s)
                 if queued is not None:
                     finish(queued)
             queued = nxt
         if queued is not None:
-            with _friendly_oom():
+            with friendly_oom():
                 finish(queued)
         for i in over:  # longer than one window: chunked, one result each
             results[i] = self._compress_long([texts[i]], qs[i], s, progress, tokenized=toks[i])
@@ -397,7 +365,7 @@ class HyCo2Compressor:
         starts = range(0, len(chunks), batch_size)
         for b in tqdm(starts, desc="compressing", unit="batch", disable=not progress or len(starts) < 2):
             part = chunks[b:b + batch_size]
-            with _friendly_oom():
+            with friendly_oom():
                 soft, logits = self.model(self.encoder.encode(part, [question] * len(part)))
             probs += [p[: len(c)] for c, p in zip(part, torch.sigmoid(logits).float().cpu())]
             softs += list(soft.float().cpu())
@@ -407,12 +375,14 @@ class HyCo2Compressor:
         if room < 0:
             raise ContextTooLongError(k * len(chunks), self.max_context_tokens)
         classifier = self.selector_for(s)  # one selection over every chunk's probabilities
-        kept = classifier.select_scored(ctx, p_all, self._n_keep(len(ctx), s)).positions
+        kept = classifier.select(self.encoder, ctx, question, self._n_keep(len(ctx), s),
+                                 keep_probabilities=p_all).positions
         adjusted = len(kept) > room
         if adjusted:
             log.warning("Kept %d tokens + %d soft do not fit the decoder's window; keeping the best %d.",
                         len(kept), k * len(chunks), room)
-            kept = ClassifierSelector(self.model, phrases=s.phrases).select_scored(ctx, p_all, room).positions
+            kept = ClassifierSelector(self.model, phrases=s.phrases).select(
+                self.encoder, ctx, question, room, keep_probabilities=p_all).positions
         segments = [(k, sum(1 for p in kept if start <= p < end)) for start, end in bounds]
         kept_ids = [ctx.ids[p] for p in kept]
         kept_text = self.backbone.tokenizer.decode(kept_ids)
@@ -455,10 +425,8 @@ class HyCo2Compressor:
         for i, (ctx, question) in enumerate(zip(q.chunk, q.questions)):
             t_sel = time.perf_counter()
             n_keep = self._n_keep(len(ctx), s)
-            if s.classifier_selects:
-                sel = pick.select_scored(ctx, probs_all[i, : len(ctx)].tolist(), n_keep)
-            else:
-                sel = pick.select(self.encoder, ctx, question, n_keep, seed=s.seed)
+            probs = None if probs_all is None else probs_all[i, : len(ctx)].tolist()
+            sel = pick.select(self.encoder, ctx, question, n_keep, seed=s.seed, keep_probabilities=probs)
             kept_ids = [ctx.ids[p] for p in sel.positions]
             kept_text = self.backbone.tokenizer.decode(kept_ids)
             select_s = time.perf_counter() - t_sel
@@ -472,191 +440,4 @@ class HyCo2Compressor:
                 untrained=self.untrained if s.soft else False, checkpoint=self.checkpoint if s.soft else "",
                 forward_passes=int(s.soft) + sel.forward_passes, tokenized=ctx,
             ))
-        return out
-
-    # ------------------------------------------------------------------ answering
-    def decoder_embeds(self, mode: str, question: str, context: TokenizedContext | None = None,
-                       compression: CompressionResult | None = None) -> tuple[torch.Tensor, int]:
-        """Prompt embeddings for one mode, and how many of its positions are the document."""
-        bb = self.backbone
-        if mode == "full":
-            assert context is not None
-            parts = prompt_parts(bb, qa_user_text(question, KEPT))
-            return embed_prompt(bb, parts, kept_ids=context.ids), len(context)
-        if mode == "none":
-            return embed_prompt(bb, prompt_parts(bb, qa_user_text(question, None))), 0
-        assert compression is not None
-        soft = compression.soft_embeddings if mode in ("hybrid", "soft") else None
-        kept = compression.kept_token_ids if mode in ("hybrid", "hard") else None
-        gap = self.kept_gap_ids if soft is not None else ()  # the reader's format: HyCo2's trained reader only
-        if compression.segments is None:  # one chunk: one soft slot, one kept slot
-            if kept is not None:
-                kept = with_gaps(kept, compression.kept_positions, gap)[0]
-            doc = (SOFT if soft is not None else "") + (KEPT if kept is not None else "")
-            parts = prompt_parts(bb, qa_user_text(question, doc))
-            n_doc = (0 if soft is None else soft.shape[0]) + (0 if kept is None else len(kept))
-            return embed_prompt(bb, parts, soft=soft, kept_ids=kept), n_doc
-        # several chunks: [soft_1][kept_1] [soft_2][kept_2] … in document order, a blank line between
-        softs, kepts, docs, si, ki = [], [], [], 0, 0
-        for n_soft, n_kept in compression.segments:
-            piece = ""
-            if soft is not None and n_soft:
-                softs.append(soft[si:si + n_soft])
-                piece += SOFT
-            if kept is not None and n_kept:
-                kepts.append(with_gaps(kept[ki:ki + n_kept], compression.kept_positions[ki:ki + n_kept], gap)[0])
-                piece += KEPT
-            si, ki = si + n_soft, ki + n_kept
-            if piece:
-                docs.append(piece)
-        parts = prompt_parts(bb, qa_user_text(question, DOCUMENT_SEPARATOR.join(docs)))
-        n_doc = sum(x.shape[0] for x in softs) + sum(map(len, kepts))
-        return embed_prompt(bb, parts, soft=softs, kept_ids=tuple(kepts)), n_doc
-
-    @torch.no_grad()
-    def generate(self, embeds: list[torch.Tensor], max_new_tokens: int = 32) -> list[str]:
-        """Greedy decoding from prompt embeddings, batched with left padding."""
-        bb = self.backbone
-        E, mask = left_pad(embeds)
-        with _friendly_oom(), bb.eager_layers():
-            out = bb.model.generate(inputs_embeds=E, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                    do_sample=False, pad_token_id=bb.tokenizer.pad_token_id)
-        texts = [bb.tokenizer.decode(row, skip_special_tokens=True).strip() for row in out]
-        # The first line is the answer; a small backbone tends to keep talking after it.
-        return [t.split("\n", 1)[0].strip() for t in texts]
-
-    def generate_stream(self, embeds: torch.Tensor, max_new_tokens: int = 32) -> Iterator[str]:
-        """Greedy decoding of one prompt, yielding the answer so far (first line) as it grows."""
-        import threading
-
-        from transformers import TextIteratorStreamer
-
-        bb = self.backbone
-        streamer = TextIteratorStreamer(bb.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        E, mask = left_pad([embeds])
-        errors: list[BaseException] = []
-
-        def work() -> None:
-            try:
-                with torch.no_grad(), bb.eager_layers():
-                    bb.model.generate(inputs_embeds=E, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                      do_sample=False, pad_token_id=bb.tokenizer.pad_token_id, streamer=streamer)
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-                errors.append(exc)
-                streamer.end()
-
-        thread = threading.Thread(target=work, daemon=True)
-        thread.start()
-        text = ""
-        for piece in streamer:
-            text += piece
-            yield text.lstrip().split("\n", 1)[0].strip()
-            if "\n" in text.lstrip():
-                break
-        thread.join()
-        if errors:
-            if isinstance(errors[0], torch.OutOfMemoryError):
-                raise HyCo2OutOfMemoryError("The device ran out of memory while answering.") from errors[0]
-            raise errors[0]
-
-    def answer_stream(self, question: str, mode: str = "hybrid", *, compression: CompressionResult | None = None,
-                      context: str | bytes | None = None, max_new_tokens: int = 32) -> Iterator[str]:
-        """One greedy answer, yielded as it grows (its first line), for a UI to render.
-
-        Compressed modes read ``compression``; ``full`` reads ``context`` or, when not given, the
-        compression's own tokenised context (so the text is tokenised once per request)."""
-        mode = MODE_ALIASES.get(mode, mode)
-        if mode not in MODES:
-            raise InvalidSettingError(f"mode must be one of {', '.join(MODES)} (or 'compressed'), not {mode!r}.")
-        q = self._question(question)
-        if q is None:
-            raise EmptyInputError("answer_stream() needs a question.")
-        ctx = None
-        if mode == "full":
-            if context is None and (compression is None or compression.tokenized is None):
-                raise EmptyInputError("answer_stream(mode='full') needs the context or a compression of it.")
-            ctx = self._full_context(context, compression)
-        elif mode != "none" and compression is None:
-            raise InvalidSettingError(f"answer_stream(mode={mode!r}) needs the compression to read.")
-        embeds, _ = self.decoder_embeds(mode, q, ctx, compression)
-        yield from self.generate_stream(embeds, max_new_tokens)
-
-    def answer(self, context: str | bytes | None = None, question: str | bytes | None = None,
-               mode: str = "hybrid", *, documents: list[str | bytes] | None = None,
-               settings: CompressionSettings | None = None, rate: float | None = None, budget: int | None = None,
-               threshold: float | None = None, method: str | None = None,
-               compression: CompressionResult | None = None, max_new_tokens: int = 32,
-               progress: bool = False) -> Answer:
-        """Answer ``question`` from the full context, its compression, or nothing (``mode``).
-
-        ``documents=[...]`` instead of a context: compressed chunk by chunk (see :meth:`compress`); in
-        ``full`` mode the documents are read joined by blank lines (and must fit one window)."""
-        s = self.settings(settings, rate=rate, budget=budget, threshold=threshold, method=method)
-        if documents is not None:
-            if context is not None:
-                raise InvalidSettingError("Pass either a context or documents=[...], not both.")
-            if MODE_ALIASES.get(mode, mode) in ("hybrid", "soft", "hard") and compression is None:
-                compression = self.compress(documents=documents, question=question, settings=s, progress=progress)
-            context = DOCUMENT_SEPARATOR.join(as_text(d, f"document {i + 1}") for i, d in enumerate(documents))
-        if context is None:
-            raise EmptyInputError("answer() needs a context or documents=[...].")
-        return self.answer_batch([context], [question], mode, settings=s,
-                                 compressions=[compression] if compression else None,
-                                 max_new_tokens=max_new_tokens, progress=progress)[0]
-
-    def answer_batch(self, contexts: list[str | bytes], questions: list[str | bytes], mode: str = "hybrid", *,
-                     settings: CompressionSettings | None = None, rate: float | None = None,
-                     budget: int | None = None, threshold: float | None = None, method: str | None = None,
-                     compressions: list[CompressionResult] | None = None, max_new_tokens: int = 32,
-                     batch_size: int = 8, progress: bool = False) -> list[Answer]:
-        mode = MODE_ALIASES.get(mode, mode)
-        if mode not in MODES:
-            raise InvalidSettingError(f"mode must be one of {', '.join(MODES)} (or 'compressed'), not {mode!r}.")
-        qs = [self._question(q) for q in questions]
-        if any(q is None for q in qs):
-            raise EmptyInputError("answer() needs a question for every context.")
-        if mode in ("hybrid", "soft", "hard") and compressions is None:
-            compressions = self.compress_batch(contexts, qs, settings=settings, rate=rate, budget=budget,
-                                               threshold=threshold, method=method, batch_size=batch_size,
-                                               progress=progress)
-        answers: list[Answer] = []
-        for start in range(0, len(contexts), batch_size):
-            t0 = time.perf_counter()
-            embeds, docs, comps = [], [], []
-            for i in range(start, min(start + batch_size, len(contexts))):
-                comp = compressions[i] if compressions is not None else None
-                ctx = self._full_context(contexts[i], comp) if mode == "full" else None
-                e, n_doc = self.decoder_embeds(mode, qs[i], ctx, comp)
-                embeds.append(e)
-                docs.append(n_doc)
-                comps.append(comp)
-            texts = self.generate(embeds, max_new_tokens=max_new_tokens)
-            latency = (time.perf_counter() - t0) / len(texts)
-            answers.extend(Answer(t, mode, int(e.shape[0]), d, latency, c)
-                           for t, e, d, c in zip(texts, embeds, docs, comps))
-        return answers
-
-    @torch.no_grad()
-    def answer_nll(self, contexts: list[str | bytes], questions: list[str | bytes], targets: list[str],
-                   mode: str = "hybrid", *, compressions: list[CompressionResult] | None = None,
-                   batch_size: int = 8) -> list[float]:
-        """Teacher-forced mean NLL per token of each ``target`` as the answer, right after the prompt
-        of ``mode`` (no end-of-turn token): how strongly the decoder's input supports that answer.
-
-        ``compressions`` must be given for the compressed modes (as returned by :meth:`compress_batch`).
-        """
-        mode = MODE_ALIASES.get(mode, mode)
-        if mode in ("hybrid", "soft", "hard") and compressions is None:
-            raise InvalidSettingError(f"answer_nll(mode={mode!r}) needs the compressions to score.")
-        qs = [self._question(q) for q in questions]
-        out: list[float] = []
-        for start in range(0, len(contexts), batch_size):
-            idx = range(start, min(start + batch_size, len(contexts)))
-            comps = [compressions[i] if compressions is not None else None for i in idx]
-            prompts = [self.decoder_embeds(mode, qs[i], self._full_context(contexts[i], c) if mode == "full" else None,
-                                           c)[0] for i, c in zip(idx, comps)]
-            tgt = [self.backbone.tokenizer(targets[i], add_special_tokens=False)["input_ids"] for i in idx]
-            with _friendly_oom():
-                logits, tids, tmask, _, _ = forward_on_targets(self.backbone.model, prompts, tgt)
-            out.extend(target_nll(logits, tids, tmask).tolist())
         return out

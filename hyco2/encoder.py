@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from .backbone import Backbone
-from .decoder import right_padded_forward
+from .forward import right_padded_forward
 from .transfer import to_device
 
 #: Used when the caller gives no question: a generic, documented instruction.

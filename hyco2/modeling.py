@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -11,10 +11,17 @@ from torch import nn
 from .config import CONFIG_NAME, WEIGHTS_NAME, HyCo2Config
 from .adapter import HybridAdapter
 from .errors import BackboneMismatchError, CheckpointError
-from .selector import RetentionClassifier
+from .classifier import RetentionClassifier
 
 if TYPE_CHECKING:
     from .encoder import EncodedBatch
+
+
+class HyCo2Output(NamedTuple):
+    """What one encoder pass gives the compressor (a named tuple: DDP and ``soft, logits = ...`` both take it)."""
+
+    soft_tokens: torch.Tensor  # (B, k, D) in the decoder's input space
+    keep_logits: torch.Tensor  # (B, Lc) the retention classifier's logit per context token
 
 
 class HyCo2Model(nn.Module):
@@ -26,14 +33,15 @@ class HyCo2Model(nn.Module):
         self.adapter = HybridAdapter(config)
         self.classifier = RetentionClassifier(config)
 
-    def forward(self, encoded: "EncodedBatch") -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, encoded: "EncodedBatch") -> HyCo2Output:
         """Soft tokens (B, k, D) and keep logits (B, Lc) from one encoder pass.
 
         Inference and training both call this, so a wrapper (DDP, autocast) sees one module call.
         """
         soft = self.adapter(encoded.context_states, encoded.context_mask, encoded.question_states,
                             encoded.question_mask)
-        return soft, self.classifier(encoded.context_states, encoded.question_states, encoded.question_mask)
+        return HyCo2Output(soft, self.classifier(encoded.context_states, encoded.question_states,
+                                                 encoded.question_mask))
 
     def save_pretrained(self, folder: str | Path, dtype: torch.dtype = torch.float16) -> None:
         folder = Path(folder)

@@ -10,7 +10,7 @@ from typing import Any
 
 from .baselines import available_methods
 from .errors import InvalidSettingError
-from .selector import check_budget, check_phrase_strength, check_rate, check_threshold
+from .selection import check_budget, check_phrase_strength, check_rate, check_threshold
 
 CLASSIFIER = "classifier"
 

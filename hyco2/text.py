@@ -8,6 +8,9 @@ from .errors import EmptyInputError, InvalidTextError
 #: Between documents (or paragraphs) joined into one context: chunking, distractor contexts, what the
 #: decoder reads for a document list.
 DOCUMENT_SEPARATOR = "\n\n"
+#: How a sentence ends (a closing quote or bracket may follow the mark): where chunking prefers to cut a
+#: long text and where the sentence-level peers split their units.
+SENTENCE_ENDS = (".", "!", "?", ".\"", "!\"", "?\"", ".'", ".)")
 
 #: Share of control characters (other than tab/newline/carriage return) above which a string is
 #: treated as binary data that was decoded by accident.

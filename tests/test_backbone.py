@@ -106,7 +106,7 @@ def test_bf16_weights_load_on_the_cpu_and_keep_the_checkpoint(default_model_dir)
 
 def test_compiled_layers_give_the_same_states_for_any_batch_shape(tokenizer):
     from tests.conftest import make_tiny_backbone
-    from hyco2.decoder import right_padded_forward
+    from hyco2.forward import right_padded_forward
 
     tiny = make_tiny_backbone(tokenizer, seed=3)
     shapes = [(3, 17), (5, 40), (1, 9)]

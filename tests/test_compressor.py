@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from hyco2.errors import (ContextTooLongError, EmptyInputError, InvalidSettingError, InvalidTextError)
+from hyco2.reader import HyCo2Reader
 from tests.conftest import PARAGRAPH
 
 
@@ -71,43 +72,14 @@ def test_bad_question_and_settings(tiny):
         tiny.compress(PARAGRAPH, "q?", rate=2)
     with pytest.raises(InvalidSettingError, match="Unknown method"):
         tiny.compress(PARAGRAPH, "q?", method="nope")
-    with pytest.raises(InvalidSettingError, match="mode"):
-        tiny.answer(PARAGRAPH, "q?", mode="sideways")
-    with pytest.raises(EmptyInputError):
-        tiny.answer(PARAGRAPH, None)
 
 
 def test_too_long_context_says_both_lengths(tiny):
     long_text = "word " * 600  # the tiny backbone reads 512 positions
     with pytest.raises(ContextTooLongError, match=r"has \d+ backbone tokens.*at most 256"):
-        tiny.answer(long_text, "q?", mode="full")
+        tiny.compress(long_text, "q?", method="llmlingua")
     with pytest.raises(ContextTooLongError):
         tiny.compress(long_text, "q?", method="truncate")  # peers read one window
-
-
-def test_answer_modes_return_text_and_counts(tiny):
-    for mode in ("full", "hybrid", "soft", "hard", "none"):
-        a = tiny.answer(PARAGRAPH, "Who built it?", mode=mode, rate=0.2, max_new_tokens=3)
-        assert isinstance(a.text, str)
-        assert a.decoder_tokens > a.document_tokens >= 0
-    full = tiny.answer(PARAGRAPH, "Who built it?", mode="full", max_new_tokens=2)
-    assert full.document_tokens == len(tiny.tokenize(PARAGRAPH))
-    hybrid = tiny.answer(PARAGRAPH, "Who built it?", mode="hybrid", rate=0.2, max_new_tokens=2)
-    assert hybrid.document_tokens == hybrid.compression.kept_tokens + 4
-
-
-def test_answer_nll_ranks_the_answer_the_context_supports(tiny):
-    q = "Who built the lighthouse?"
-    full = tiny.answer_nll([PARAGRAPH, PARAGRAPH], [q, q], ["Maria Lindqvist", "Maria"], "full")
-    assert len(full) == 2 and all(x > 0 for x in full)
-    again = tiny.answer_nll([PARAGRAPH], [q], ["Maria Lindqvist"], "full", batch_size=1)
-    assert again[0] == pytest.approx(full[0], rel=1e-4)  # padding in a batch changes nothing
-    comps = tiny.compress_batch([PARAGRAPH], [q], rate=0.2)
-    for mode in ("hybrid", "soft", "hard", "none"):
-        (nll,) = tiny.answer_nll([PARAGRAPH], [q], ["Maria Lindqvist"], mode, compressions=comps)
-        assert nll > 0 and nll == nll
-    with pytest.raises(InvalidSettingError, match="compressions"):
-        tiny.answer_nll([PARAGRAPH], [q], ["x"], "hybrid")
 
 
 def test_long_context_is_compressed_chunk_by_chunk_with_an_exact_budget(tiny):
@@ -122,7 +94,7 @@ def test_long_context_is_compressed_chunk_by_chunk_with_an_exact_budget(tiny):
     assert r.soft_embeddings.shape[0] == k * len(r.segments)
     assert r.forward_passes == len(r.segments)
     assert all(long_text[a:b] for a, b in r.kept_spans)
-    a = tiny.answer(long_text, "When was it built?", budget=60, max_new_tokens=3)
+    a = HyCo2Reader(tiny).answer(long_text, "When was it built?", budget=60, max_new_tokens=3)
     assert a.document_tokens == r.compressed_tokens
     d = r.to_dict()
     assert d["chunks"] == len(r.segments) and not d["rate_adjusted"]
@@ -164,9 +136,9 @@ def test_document_lists(tiny):
     assert r.context == "\n\n".join(docs) and len(r.documents) == 3
     assert len(r.segments) == 3  # each document its own chunk here
     assert r.kept_tokens == max(1, round(0.2 * r.context_tokens))
-    a = tiny.answer(documents=docs, question="Who built it?", rate=0.2, max_new_tokens=3)
+    a = HyCo2Reader(tiny).answer(documents=docs, question="Who built it?", rate=0.2, max_new_tokens=3)
     assert a.compression is not None and a.compression.segments == r.segments
-    full = tiny.answer(documents=docs, question="Who built it?", mode="full", max_new_tokens=3)
+    full = HyCo2Reader(tiny).answer(documents=docs, question="Who built it?", mode="full", max_new_tokens=3)
     assert full.document_tokens == len(tiny.tokenize("\n\n".join(docs)))
     with pytest.raises(InvalidSettingError, match="either a context or documents"):
         tiny.compress(PARAGRAPH, "q?", documents=docs)
@@ -174,19 +146,6 @@ def test_document_lists(tiny):
         tiny.compress(documents=[], question="q?")
     with pytest.raises(EmptyInputError, match="document 2"):
         tiny.compress(documents=[PARAGRAPH, "  "], question="q?")
-
-
-def test_answer_stream_ends_with_the_batch_answer(tiny):
-    q = "Who built the lighthouse?"
-    r = tiny.compress(PARAGRAPH, q, rate=0.3)
-    for mode in ("hybrid", "full", "none"):
-        streamed = list(tiny.answer_stream(q, mode, compression=r, max_new_tokens=5))
-        whole = tiny.answer(PARAGRAPH, q, mode, compression=r, max_new_tokens=5).text
-        assert streamed and streamed[-1] == whole
-    with pytest.raises(InvalidSettingError, match="needs the compression"):
-        list(tiny.answer_stream(q, "hybrid"))
-    with pytest.raises(ContextTooLongError):
-        list(tiny.answer_stream(q, "full", compression=tiny.compress("word " * 600, q, budget=5)))
 
 
 def test_document_counts_add_up(tiny):
@@ -205,7 +164,7 @@ def test_document_counts_add_up(tiny):
 def test_compiled_layers_compress_alike_and_answering_decodes_eagerly(tiny):
     texts, qs = [PARAGRAPH, PARAGRAPH[:150]], ["Who built it?", "How tall?"]
     eager = tiny.compress_batch(texts, qs, rate=0.3)
-    eager_answer = tiny.answer(PARAGRAPH, "Who built it?", max_new_tokens=6).text
+    eager_answer = HyCo2Reader(tiny).answer(PARAGRAPH, "Who built it?", max_new_tokens=6).text
     tiny.backbone.compile_layers()
     try:
         compiled = tiny.compress_batch(texts, qs, rate=0.3)
@@ -213,7 +172,7 @@ def test_compiled_layers_compress_alike_and_answering_decodes_eagerly(tiny):
         with tiny.backbone.eager_layers():
             assert all(layer._compiled_call_impl is None for layer in layers)
         assert all(layer._compiled_call_impl is not None for layer in layers)  # restored after the block
-        assert tiny.answer(PARAGRAPH, "Who built it?", max_new_tokens=6).text == eager_answer
+        assert HyCo2Reader(tiny).answer(PARAGRAPH, "Who built it?", max_new_tokens=6).text == eager_answer
     finally:
         tiny.backbone.compile_layers(enable=False)
     for e, c in zip(eager, compiled):
@@ -238,20 +197,3 @@ def test_a_batch_is_queued_on_the_gpu_without_waiting_for_it():
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert len(queued.outputs.wait()[1]) == 8
-
-
-def test_the_reader_reads_the_checkpoints_gap_between_non_adjacent_kept_spans(tiny):
-    from tests.conftest import PARAGRAPH
-
-    r = tiny.compress(PARAGRAPH, "Who built it?", rate=0.3)
-    gaps = sum(1 for a, b in zip(r.kept_positions, r.kept_positions[1:]) if b != a + 1)
-    assert gaps >= 1
-    plain, n_plain = tiny.decoder_embeds("hybrid", "Who built it?", compression=r)
-    tiny.model.config.kept_gap = " …"
-    try:
-        gapped, n_gapped = tiny.decoder_embeds("hybrid", "Who built it?", compression=r)
-        hard, _ = tiny.decoder_embeds("hard", "Who built it?", compression=r)  # the raw reader: no gaps
-    finally:
-        tiny.model.config.kept_gap = ""
-    assert n_gapped == n_plain + gaps and gapped.shape[0] == plain.shape[0] + gaps
-    assert hard.shape[0] == plain.shape[0] - r.soft_tokens

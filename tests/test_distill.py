@@ -132,7 +132,7 @@ def test_rank_loss_and_question_match_reach_the_classifier(tiny_backbone, cache)
     """Gold tokens labelled 2; the listwise rank loss is finite and trains the upgraded classifier's
     question match, which starts at scale 0 (an upgraded checkpoint answers exactly as before)."""
     from hyco2.compressor import HyCo2Compressor
-    from hyco2.selector import add_question_match
+    from hyco2.classifier import add_question_match
 
     comp = HyCo2Compressor(tiny_backbone, HyCo2Compressor.fresh_model(tiny_backbone, seed=3))
     before = comp.compress(PARAGRAPH, "Who built the lighthouse?", budget=6)
@@ -185,7 +185,9 @@ def test_same_reader_teacher_reads_soft_tokens_beside_every_token(tiny, cache):
         assert not np.array_equal(e.gold_top[1], raw.gold_top[1])  # another reader: other distributions
     # the same as reading the hybrid prompt at rate 1.0 through the compressor
     comp = tiny.compress_batch([QA[0].context], [QA[0].question], rate=1.0)[0]
-    answer = tiny.answer_batch([QA[0].context], [QA[0].question], "hybrid", compressions=[comp],
+    from hyco2.reader import HyCo2Reader
+
+    answer = HyCo2Reader(tiny).answer_batch([QA[0].context], [QA[0].question], "hybrid", compressions=[comp],
                                max_new_tokens=6)[0].text
     assert own[example_key(QA[0])].answer == (answer or QA[0].answers[0])
 

@@ -2,6 +2,7 @@
 import pytest
 
 from hyco2.counting import count_cl100k
+from hyco2.reader import HyCo2Reader
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +23,7 @@ def test_compress_then_answer_on_a_real_paragraph(real, squad_paragraph):
     assert r.cl100k_context_tokens == count_cl100k(ctx)
     assert r.cl100k_kept_tokens == count_cl100k(r.kept_text)
     assert r.untrained is False
-    a = real.answer(ctx, q, mode="hybrid", compression=r, max_new_tokens=16)
+    a = HyCo2Reader(real).answer(ctx, q, mode="hybrid", compression=r, max_new_tokens=16)
     assert isinstance(a.text, str) and a.text.strip()
     assert a.document_tokens == r.kept_tokens + 16
 
@@ -30,7 +31,7 @@ def test_compress_then_answer_on_a_real_paragraph(real, squad_paragraph):
 def test_full_context_answer_is_right_on_a_simple_question(real):
     ctx = ("Mount Tallis is the highest peak of the Orrin range. Its summit, at 3,212 metres, "
            "was first reached in 1931 by a team led by Ada Brennan.")
-    a = real.answer(ctx, "Who led the first team to reach the summit of Mount Tallis?", mode="full")
+    a = HyCo2Reader(real).answer(ctx, "Who led the first team to reach the summit of Mount Tallis?", mode="full")
     assert "brennan" in a.text.lower()
 
 

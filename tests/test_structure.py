@@ -1,4 +1,5 @@
-"""The package's import graph has no circle, lazy (function-level) imports included."""
+"""The package's import graph: no circle and no import from a lower floor to a higher one, lazy
+(function-level) imports and the package ``__init__`` files that an import runs included."""
 import ast
 
 from tests.conftest import ROOT
@@ -41,11 +42,45 @@ def _imports(path):
     return out
 
 
-def test_no_import_cycles():
+#: The floors of the paper's figure, lowest first: a module imports only from its own floor or below.
+FLOORS = [
+    {"errors", "config", "text", "counting", "metrics", "batching", "transfer"},
+    {"backbone", "forward"},  # the frozen LLM and its passes
+    {"encoder", "prompting", "chunking"},  # its hidden states, its prompts, long texts cut to its window
+    {"adapter", "classifier", "selection", "baselines"},  # the global view, the local view, the peers
+    {"settings", "modeling"},
+    {"compressor", "highlight"},
+    {"reader"},
+    {"training", "__main__", ""},
+]
+
+
+def _floor(module):
+    parts = module.split(".")
+    head = parts[1] if len(parts) > 1 else ""
+    return next(i for i, names in enumerate(FLOORS) if head in names)
+
+
+def _graph():
     modules = {_module_name(p): p for p in PKG.rglob("*.py")}
-    graph = {m: {t for t in _imports(p) if t in modules and t != m} for m, p in modules.items()}
-    for m in list(graph):  # importing a.b.c runs a.b's __init__ too, but that is no dependency of a.b.c's code
-        graph[m] = {t for t in graph[m] if not m.startswith(t + ".")}
+    graph = {}
+    for m, p in modules.items():
+        targets = {t for t in _imports(p) if t in modules and t != m}
+        for t in list(targets):  # importing a.b.c runs a.b's __init__ first, unless the importer is inside a.b
+            parts = t.split(".")
+            targets.update(".".join(parts[:n]) for n in range(2, len(parts)) if ".".join(parts[:n]) in modules)
+        graph[m] = {t for t in targets if t != m and not m.startswith(t + ".") and t != "hyco2"}
+    return graph
+
+
+def test_every_module_has_a_floor_and_imports_none_above_it():
+    graph = _graph()
+    upward = [f"{m} -> {t}" for m, ts in graph.items() for t in ts if _floor(t) > _floor(m)]
+    assert not upward, "imports from a higher floor: " + ", ".join(sorted(upward))
+
+
+def test_no_import_cycles():
+    graph = _graph()
     state, stack = {}, []
 
     def visit(m):
@@ -62,4 +97,4 @@ def test_no_import_cycles():
     for m in sorted(graph):
         if m not in state:
             visit(m)
-    assert len(modules) > 15
+    assert len(graph) > 15

@@ -12,6 +12,7 @@ from hyco2.backbone import DEFAULT_BACKBONE, PACKAGED_MODELS, cache_dir
 from hyco2.compressor import HyCo2Compressor
 from hyco2.errors import HyCo2Error
 from hyco2.highlight import highlight_words
+from hyco2.reader import HyCo2Reader
 from hyco2.settings import CompressionSettings
 from hyco2.text import DOCUMENT_SEPARATOR, as_text
 
@@ -122,6 +123,7 @@ def run(context: str, question: str, control: str, rate: float, budget: float, m
     try:
         settings = settings_from(control, rate, budget, threshold, method)
         comp = get_compressor(model or DEFAULT_BACKBONE)
+        reader = HyCo2Reader(comp)
         docs = documents if documents and len(documents) > 1 and \
             context == DOCUMENT_SEPARATOR.join(t for _, t in documents) else None
         source = {"documents": [t for _, t in docs]} if docs else {"context": context}
@@ -135,7 +137,7 @@ def run(context: str, question: str, control: str, rate: float, budget: float, m
         t1 = time.perf_counter()
         n_full = result.context_tokens
         if n_full <= comp.max_context_tokens:
-            for full_text in comp.answer_stream(question, "full", compression=result, max_new_tokens=max_new_tokens):
+            for full_text in reader.answer_stream(question, "full", compression=result, max_new_tokens=max_new_tokens):
                 yield (full_text, f"{n_full} context tokens · {time.perf_counter() - t1:.2f} s", "", "", hl,
                        gr.skip(), gr.skip())
         else:
@@ -143,7 +145,7 @@ def run(context: str, question: str, control: str, rate: float, budget: float, m
                          f"{comp.max_context_tokens:,}: only the compressed form can be read.)")
         full_latency = time.perf_counter() - t1
         t2 = time.perf_counter()
-        for small_text in comp.answer_stream(question, mode, compression=result, max_new_tokens=max_new_tokens):
+        for small_text in reader.answer_stream(question, mode, compression=result, max_new_tokens=max_new_tokens):
             yield (full_text, f"{n_full} context tokens · {full_latency:.2f} s", small_text,
                    f"{n_small} tokens ({result.kept_tokens} kept + {result.soft_tokens} soft) · "
                    f"{t_compress + time.perf_counter() - t2:.2f} s", hl, gr.skip(), gr.skip())

@@ -3,7 +3,7 @@ not the compressor facade, so the compressor imports this package and nothing im
 from __future__ import annotations
 
 from ..errors import InvalidSettingError
-from .base import Selection, Selector
+from ..selection import Selector
 from .llmlingua import LLMLingua
 from .longllmlingua import LongLLMLingua
 from .mig import MIGSelector
@@ -34,4 +34,4 @@ def get_selector(name: str) -> Selector:
         ) from None
 
 
-__all__ = ["Selection", "Selector", "available_methods", "get_selector", "register"]
+__all__ = ["available_methods", "get_selector", "register"]

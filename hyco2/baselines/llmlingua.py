@@ -9,8 +9,7 @@ Forward passes: 1 + number of segments.
 """
 from __future__ import annotations
 
-from ..selector import select_words_by_budget
-from .base import Selection
+from ..selection import Selection, select_words_by_budget
 from .scoring import sentences, token_logprobs, word_means
 
 
@@ -50,7 +49,7 @@ class LLMLingua:
     segment = 48
     coarse_factor = 2.0
 
-    def select(self, encoder, ctx, question, n_keep, seed=0) -> Selection:
+    def select(self, encoder, ctx, question, n_keep, seed=0, keep_probabilities=None) -> Selection:
         bb = encoder.backbone
         units = sentences(ctx)
         info = (-token_logprobs(bb, [([], ctx.ids)])[0]).tolist()

@@ -10,8 +10,7 @@ Forward passes: number of sentences + 2.
 from __future__ import annotations
 
 from ..encoder import GENERIC_INSTRUCTION
-from ..selector import select_words_by_budget
-from .base import Selection
+from ..selection import Selection, select_words_by_budget
 from .llmlingua import coarse_by_rank
 from .scoring import sentences, token_logprobs, word_means
 
@@ -20,7 +19,7 @@ class LongLLMLingua:
     name = "longllmlingua"
     coarse_factor = 2.0
 
-    def select(self, encoder, ctx, question, n_keep, seed=0) -> Selection:
+    def select(self, encoder, ctx, question, n_keep, seed=0, keep_probabilities=None) -> Selection:
         bb = encoder.backbone
         tok = bb.tokenizer
         q_ids = tok(" Question: " + (question or GENERIC_INSTRUCTION), add_special_tokens=False)["input_ids"]

@@ -18,8 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..selector import select_words_by_budget
-from .base import Selection
+from ..selection import Selection, select_words_by_budget
 from .scoring import sentences
 
 
@@ -79,6 +78,6 @@ class MIGSelector:
                 priority[p] = float(relevance[index[ctx.words[p]]]) - 10.0
         return priority
 
-    def select(self, encoder, ctx, question, n_keep, seed=0) -> Selection:
+    def select(self, encoder, ctx, question, n_keep, seed=0, keep_probabilities=None) -> Selection:
         priority = self.scores_and_order(encoder, ctx, question, n_keep)
         return Selection(select_words_by_budget(priority, ctx.words, n_keep), priority, forward_passes=1)

@@ -5,8 +5,7 @@ import torch
 
 from ..backbone import Backbone
 from ..encoder import TokenizedContext
-
-SENTENCE_END = (".", "!", "?", ".\"", "!\"", "?\"", ".'", ".)")
+from ..text import SENTENCE_ENDS
 
 
 @torch.no_grad()
@@ -44,7 +43,7 @@ def sentences(ctx: TokenizedContext) -> list[list[int]]:
     for i, (a, b) in enumerate(ctx.offsets):
         current.append(i)
         nxt = ctx.offsets[i + 1][0] if i + 1 < len(ctx.offsets) else len(text)
-        if text[a:b].rstrip().endswith(SENTENCE_END) and (nxt >= len(text) or text[nxt:nxt + 1].isspace()):
+        if text[a:b].rstrip().endswith(SENTENCE_ENDS) and (nxt >= len(text) or text[nxt:nxt + 1].isspace()):
             units.append(current)
             current = []
     if current:

@@ -6,15 +6,14 @@ self-information until the budget is met exactly. One forward pass.
 """
 from __future__ import annotations
 
-from ..selector import select_words_by_budget
-from .base import Selection
+from ..selection import Selection, select_words_by_budget
 from .scoring import token_logprobs, word_sums
 
 
 class SelectiveContext:
     name = "selective-context"
 
-    def select(self, encoder, ctx, question, n_keep, seed=0) -> Selection:
+    def select(self, encoder, ctx, question, n_keep, seed=0, keep_probabilities=None) -> Selection:
         info = (-token_logprobs(encoder.backbone, [([], ctx.ids)])[0]).tolist()
         scores = word_sums(info, ctx.words)
         return Selection(select_words_by_budget(scores, ctx.words, n_keep), scores, forward_passes=1)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import random
 
-from .base import Selection
+from ..selection import Selection
+
 
 
 class Truncate:
@@ -11,7 +12,7 @@ class Truncate:
 
     name = "truncate"
 
-    def select(self, encoder, ctx, question, n_keep, seed=0) -> Selection:
+    def select(self, encoder, ctx, question, n_keep, seed=0, keep_probabilities=None) -> Selection:
         return Selection(list(range(min(n_keep, len(ctx)))))
 
 
@@ -20,6 +21,6 @@ class RandomDrop:
 
     name = "random"
 
-    def select(self, encoder, ctx, question, n_keep, seed=0) -> Selection:
+    def select(self, encoder, ctx, question, n_keep, seed=0, keep_probabilities=None) -> Selection:
         rng = random.Random(seed * 1_000_003 + len(ctx))
         return Selection(sorted(rng.sample(range(len(ctx)), min(n_keep, len(ctx)))))

@@ -21,7 +21,7 @@ import torch
 from ..backbone import DEFAULT_BACKBONE
 from ..compressor import HyCo2Compressor
 from ..errors import HyCo2Error
-from ..selector import add_question_match
+from ..classifier import add_question_match
 from .data import read_qa, read_texts
 from .distill import (TARGETS, TEACHERS, DistillConfig, build_teacher_shard, cached_teacher, prepare_items,
                       teacher_cache,

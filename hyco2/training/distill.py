@@ -29,13 +29,13 @@ from torch.profiler import record_function
 from tqdm.auto import tqdm
 
 from ..backbone import Backbone
-from ..decoder import (attention_implementation, bf16_autocast, end_of_turn, forward_on_targets, logits_at,
+from ..forward import (attention_implementation, bf16_autocast, end_of_turn, forward_on_targets, logits_at,
                        right_padded_forward)
 from ..errors import InvalidSettingError
 from ..encoder import ContextEncoder, TokenizedContext, span_positions, tokenize_contexts
 from ..metrics import best_over_golds, contains
 from ..prompting import KEPT, SOFT, left_pad, prompt_parts, qa_user_text, with_gaps
-from ..selector import keep_count, select_words_by_budget
+from ..selection import keep_count, select_words_by_budget
 from ..text import DOCUMENT_SEPARATOR
 from .data import QAExample
 from .trainer import saliency_labels, upper_layer_attention

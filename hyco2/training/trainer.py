@@ -22,11 +22,11 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..compressor import HyCo2Compressor
-from ..decoder import attention_implementation, bf16_autocast, end_of_turn, forward_on_targets
+from ..forward import attention_implementation, bf16_autocast, end_of_turn, forward_on_targets
 from ..encoder import TokenizedContext, span_positions, tokenize_context
 from ..prompting import (COMPLETION_INSTRUCTION, KEPT, PARAPHRASE_INSTRUCTIONS, SOFT, embed_prompt,
                          prompt_parts)
-from ..selector import keep_count, select_words_by_budget
+from ..selection import keep_count, select_words_by_budget
 from .data import split_for_completion
 
 log = logging.getLogger(__name__)

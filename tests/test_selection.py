@@ -3,7 +3,7 @@ import random
 import pytest
 
 from hyco2.errors import InvalidSettingError
-from hyco2.selector import keep_count, select_words_by_budget, select_words_by_threshold
+from hyco2.selection import keep_count, select_words_by_budget, select_words_by_threshold
 
 
 def _random_case(rng: random.Random):
@@ -91,7 +91,7 @@ def _reference_select(scores, words, n_keep):
 def test_array_selection_equals_the_reference_greedy_knapsack():
     import random
 
-    from hyco2.selector import select_words_by_budget
+    from hyco2.selection import select_words_by_budget
 
     rng = random.Random(0)
     for trial in range(300):
@@ -112,7 +112,7 @@ def test_phrases_pull_in_neighbours():
     import pytest
 
     from hyco2.errors import InvalidSettingError
-    from hyco2.selector import pull_neighbours, select_words_by_budget
+    from hyco2.selection import pull_neighbours, select_words_by_budget
 
     scores = [0.1, 0.2, 0.9, 0.1, 0.05, 0.3]
     words = [0, 1, 2, 3, 4, 5]
@@ -136,7 +136,7 @@ def test_compress_with_phrases_keeps_the_budget(tiny):
 
 def test_classifier_selector_shares_the_peers_interface(tiny):
     """HyCo2's classifier behind the Selector interface: its own pass gives the compressor's selection."""
-    from hyco2.selector import ClassifierSelector
+    from hyco2.classifier import ClassifierSelector
     from tests.conftest import PARAGRAPH
 
     q = "Who built the lighthouse?"
@@ -145,7 +145,12 @@ def test_classifier_selector_shares_the_peers_interface(tiny):
     r = tiny.compress(PARAGRAPH, q, budget=12)
     assert sel.positions == r.kept_positions and sel.forward_passes == 1
     assert sel.scores == pytest.approx(r.probabilities, abs=1e-5)
-    by_threshold = ClassifierSelector(tiny.model, threshold=0.5).select_scored(ctx, r.probabilities, None)
+    given = ClassifierSelector(tiny.model).select(tiny.encoder, ctx, q, 12, keep_probabilities=r.probabilities)
+    assert given.positions == r.kept_positions and given.forward_passes == 0  # the compressor's pass, reused
+    by_threshold = ClassifierSelector(tiny.model, threshold=0.5).select(tiny.encoder, ctx, q, None,
+                                                                         keep_probabilities=r.probabilities)
     assert by_threshold.positions == tiny.compress(PARAGRAPH, q, threshold=0.5).kept_positions
     with pytest.raises(InvalidSettingError, match="budget"):
-        ClassifierSelector(tiny.model).select_scored(ctx, r.probabilities, None)
+        ClassifierSelector(tiny.model).select(tiny.encoder, ctx, q, None, keep_probabilities=r.probabilities)
+    with pytest.raises(ValueError, match="keep probabilities"):
+        ClassifierSelector(tiny.model).select(tiny.encoder, ctx, q, 12, keep_probabilities=[0.5])

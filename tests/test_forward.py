@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from hyco2.decoder import _direct_body, attention_implementation, right_padded_forward
+from hyco2.forward import _direct_body, attention_implementation, right_padded_forward
 
 
 def _right_padded(tiny_backbone, lengths=(7, 3, 5)):
@@ -29,12 +29,12 @@ def test_direct_body_equals_the_models_own_forward_on_real_positions(tiny_backbo
 
 @torch.no_grad()
 def test_attention_weights_and_other_kernels_take_the_models_forward(tiny_backbone, monkeypatch):
-    import hyco2.decoder as decoder
+    import hyco2.forward as forward_module
 
     def refuse(*a, **k):
         raise AssertionError("the direct body must not run here")
 
-    monkeypatch.setattr(decoder, "_direct_body", refuse)
+    monkeypatch.setattr(forward_module, "_direct_body", refuse)
     ids, mask = _right_padded(tiny_backbone)
     with attention_implementation(tiny_backbone.model, "eager"):  # eager attention needs its causal mask
         out = right_padded_forward(tiny_backbone.model, input_ids=ids, output_attentions=True)

@@ -8,6 +8,23 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
+from .errors import HyCo2OutOfMemoryError
+
+
+@contextlib.contextmanager
+def friendly_oom() -> Iterator[None]:
+    """A device out of memory becomes a :class:`HyCo2OutOfMemoryError` that says what to change."""
+    try:
+        yield
+    except torch.OutOfMemoryError as exc:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        raise HyCo2OutOfMemoryError(
+            "The device ran out of memory. Use a smaller batch size, a shorter context, "
+            "--quantize 4bit on a GPU, or --device cpu."
+        ) from exc
+
+
 
 def end_of_turn(backbone) -> int:
     """The token that ends an answer: the chat template's ``<|im_end|>``, else the tokenizer's EOS."""

@@ -1,67 +1,44 @@
-"""The retention classifier (local view) and budgeted selection of whole words in original order."""
+"""Budgeted selection of whole words in original order, and the interface every selector shares.
+
+A selector (HyCo2's retention classifier, or a peer from :mod:`hyco2.baselines`) answers one question:
+which ``n_keep`` tokens of this context stay verbatim. The compressor calls every one of them the same
+way (:class:`Selector`), so benchmark, app and batch pick one by name.
+"""
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
 
-from .baselines.base import Selection
-from .config import HyCo2Config
 from .errors import InvalidSettingError
 
 if TYPE_CHECKING:
     from .encoder import ContextEncoder, TokenizedContext
-    from .modeling import HyCo2Model
 
 
-class RetentionClassifier(nn.Module):
-    """Keep-probability logit for every context token, from its backbone hidden state.
+@dataclass
+class Selection:
+    positions: list[int]  # kept token positions, original order, exactly n_keep of them (budget mode)
+    scores: list[float] | None = None  # per-token importance, if the method has one
+    forward_passes: int = 0  # backbone forwards spent
 
-    The plain head (an MLP on each token's state) learned which tokens look important in general —
-    measured: on unseen SQuAD paragraphs it kept nearly the same names for every question. With
-    ``config.classifier_question`` it adds a question match: the cosine between a projection of each
-    context token and projections of the question's tokens, its best match over the question,
-    times a learned scale that starts at 0 (so an upgraded checkpoint begins exactly where it was).
+
+class Selector(Protocol):
+    """``select`` keeps exactly ``n_keep`` tokens (``None``: the selector's threshold decides).
+
+    ``keep_probabilities``: HyCo2's keep probabilities for this context when the compressor's encoder
+    pass already made them (with the soft tokens); the classifier reads them instead of a second pass,
+    a peer runs its own scoring and may ignore them.
     """
 
-    def __init__(self, config: HyCo2Config):
-        super().__init__()
-        D, c = config.hidden_size, config.classifier_dim
-        self.net = nn.Sequential(nn.LayerNorm(D), nn.Linear(D, c), nn.GELU(), nn.Linear(c, 1))
-        self.question_match = config.classifier_question
-        if self.question_match:
-            self.match_norm = nn.LayerNorm(D)
-            self.context_proj = nn.Linear(D, c, bias=False)
-            self.question_proj = nn.Linear(D, c, bias=False)
-            self.match_scale = nn.Parameter(torch.zeros(()))
+    name: str
 
-    def forward(self, states: torch.Tensor, question_states: torch.Tensor | None = None,
-                question_mask: torch.Tensor | None = None) -> torch.Tensor:
-        logits = self.net(states).squeeze(-1)  # (B, L)
-        if self.question_match:
-            if question_states is None or question_mask is None:
-                raise ValueError("this classifier matches against the question: pass its states and mask")
-            k = F.normalize(self.context_proj(self.match_norm(states)), dim=-1)
-            q = F.normalize(self.question_proj(self.match_norm(question_states)), dim=-1)
-            sim = torch.einsum("blc,bqc->blq", k, q).masked_fill(~question_mask[:, None, :], -1.0)
-            logits = logits + self.match_scale * sim.amax(-1)
-        return logits
-
-
-def add_question_match(model: nn.Module) -> None:
-    """Give a trained checkpoint's classifier the question match (scale 0: same outputs until trained)."""
-    config = model.config
-    if config.classifier_question:
-        return
-    config.classifier_question = True
-    head = RetentionClassifier(config).to(next(model.parameters()).device)
-    head.net.load_state_dict(model.classifier.net.state_dict())
-    model.classifier = head
+    def select(self, encoder: "ContextEncoder", ctx: "TokenizedContext", question: str | None,
+               n_keep: int | None, seed: int = 0,
+               keep_probabilities: Sequence[float] | None = None) -> Selection: ...
 
 
 def _number(x: object) -> bool:
@@ -163,38 +140,3 @@ def select_words_by_threshold(probs: Sequence[float], words: Sequence[int], thre
     check_threshold(threshold)
     best, inv = word_scores(probs, words)
     return np.flatnonzero(best[inv] >= threshold).tolist()
-
-
-class ClassifierSelector:
-    """HyCo2's trained retention classifier behind the same interface as every peer
-    (:class:`hyco2.baselines.Selector`), with a budget (``n_keep``) or a ``threshold``.
-
-    Inside the compressor the classifier's probabilities come from the encoder pass that also makes the
-    soft tokens, so :meth:`select_scored` takes them as given; :meth:`select` runs that pass itself.
-    """
-
-    name = "classifier"
-
-    def __init__(self, model: "HyCo2Model", threshold: float | None = None, phrases: float = 0.0):
-        check_phrase_strength(phrases)
-        self.model, self.threshold, self.phrases = model, threshold, phrases
-
-    @torch.no_grad()
-    def select(self, encoder: "ContextEncoder", ctx: "TokenizedContext", question: str | None,
-               n_keep: int | None, seed: int = 0) -> Selection:
-        _, logits = self.model(encoder.encode([ctx], [question]))
-        sel = self.select_scored(ctx, torch.sigmoid(logits[0, : len(ctx)]).float().tolist(), n_keep)
-        sel.forward_passes = 1
-        return sel
-
-    def select_scored(self, ctx: "TokenizedContext", probs: Sequence[float], n_keep: int | None) -> Selection:
-        """Whole words by keep probability: every word at or above the threshold, or exactly ``n_keep``
-        tokens (``n_keep`` is ignored in threshold mode)."""
-        scores = pull_neighbours(probs, ctx.words, self.phrases)
-        if self.threshold is not None:
-            kept = select_words_by_threshold(scores, ctx.words, self.threshold)
-        elif n_keep is None:
-            raise InvalidSettingError("The classifier needs a budget (n_keep) or a threshold.")
-        else:
-            kept = select_words_by_budget(scores, ctx.words, n_keep)
-        return Selection(kept, list(probs), 0)
