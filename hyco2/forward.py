@@ -63,7 +63,8 @@ DIRECT_BODIES = ("llama",)
 
 
 def right_padded_forward(model, *, input_ids: torch.Tensor | None = None,
-                         inputs_embeds: torch.Tensor | None = None, output_attentions: bool = False):
+                         inputs_embeds: torch.Tensor | None = None, output_attentions: bool = False,
+                         position_ids: torch.Tensor | None = None):
     """The backbone's body over right-padded rows, with no attention mask.
 
     Why no mask: in a causal model a real token attends only to itself and earlier positions, and right
@@ -73,7 +74,8 @@ def right_padded_forward(model, *, input_ids: torch.Tensor | None = None,
     real positions only. Every training and compression pass here is right-padded; generation (left
     padding, for batched decoding) keeps its mask. No KV cache either: nothing is decoded after these
     passes, and a cache object per call would also make a compiled layer recompile for every layer
-    (:meth:`hyco2.backbone.Backbone.compile_layers`).
+    (:meth:`hyco2.backbone.Backbone.compile_layers`). ``position_ids`` (B, T): where each token sits, when
+    not 0, 1, 2, … (a reader that puts kept tokens at their original positions).
 
     For Llama-family bodies under SDPA the layers are called here directly (:func:`_direct_body`), not
     through the model's ``forward``: transformers' mask preparation, even when it ends in no mask, reads
@@ -82,19 +84,20 @@ def right_padded_forward(model, *, input_ids: torch.Tensor | None = None,
     base = model.base_model
     if (not output_attentions and getattr(base.config, "model_type", None) in DIRECT_BODIES
             and getattr(base.config, "_attn_implementation", None) == "sdpa"):
-        return _direct_body(base, input_ids, inputs_embeds)
+        return _direct_body(base, input_ids, inputs_embeds, position_ids)
     return base(input_ids=input_ids, inputs_embeds=inputs_embeds, output_attentions=output_attentions,
-                use_cache=False)
+                position_ids=position_ids, use_cache=False)
 
 
-def _direct_body(base, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None):
+def _direct_body(base, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None,
+                 position_ids: torch.Tensor | None = None):
     """A Llama-family body without a mask (SDPA's causal kernel): what its ``forward`` does for
-    right-padded rows with no cache, less the mask preparation. ``tests/test_decoder.py`` holds it equal
+    right-padded rows with no cache, less the mask preparation. ``tests/test_forward.py`` holds it equal
     to the model's own forward."""
     from transformers.modeling_outputs import BaseModelOutputWithPast
 
     h = base.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
-    positions = torch.arange(h.shape[1], device=h.device)[None, :]
+    positions = torch.arange(h.shape[1], device=h.device)[None, :] if position_ids is None else position_ids
     rotary = base.rotary_emb(h, position_ids=positions)
     for layer in base.layers[: base.config.num_hidden_layers]:
         out = layer(h, attention_mask=None, position_ids=positions, position_embeddings=rotary, use_cache=False)
@@ -103,12 +106,13 @@ def _direct_body(base, input_ids: torch.Tensor | None, inputs_embeds: torch.Tens
 
 
 def forward_on_targets(model, prompts: list[torch.Tensor], targets: list[list[int]],
-                       want_attention: bool = False):
+                       want_attention: bool = False, prompt_positions: list[torch.Tensor | None] | None = None):
     """Run ``[prompt][target]`` sequences, right-padded, and score only the target positions.
 
     Right padding keeps every query row attending to at least one real token (fully masked rows
     give NaN gradients) and needs no mask (:func:`right_padded_forward`), and gathering the hidden states before the LM head avoids (B, T, V) logits.
     Returns target logits (B, Tt, V), target ids and mask, each prompt's length, and attentions.
+    ``prompt_positions``: each prompt's position ids when not 0…n-1; its target continues after the last.
     """
     B, D = len(prompts), prompts[0].shape[-1]
     lens = [p.shape[0] for p in prompts]
@@ -128,7 +132,14 @@ def forward_on_targets(model, prompts: list[torch.Tensor], targets: list[list[in
             tmask[i, : len(t)] = True
             tids[i, : len(t)] = ids
             where[i, : len(t)] = torch.arange(n - 1, n - 1 + len(t), device=dev)  # position n-1+j predicts j
-    out = right_padded_forward(model, inputs_embeds=E, output_attentions=want_attention)
+    P = None
+    if prompt_positions is not None and any(p is not None for p in prompt_positions):
+        P = torch.arange(T, device=dev).repeat(B, 1)
+        for i, (p, n) in enumerate(zip(prompt_positions, lens)):
+            if p is not None:
+                P[i, :n] = p.to(dev)
+                P[i, n:] = p[-1].item() + 1 + torch.arange(T - n, device=dev)
+    out = right_padded_forward(model, inputs_embeds=E, output_attentions=want_attention, position_ids=P)
     logits = logits_at(model, out.last_hidden_state, where)
     return logits, tids, tmask, lens, (out.attentions if want_attention else None)
 
@@ -143,3 +154,31 @@ def target_nll(logits: torch.Tensor, tids: torch.Tensor, tmask: torch.Tensor) ->
     """Mean negative log-likelihood per target token of each row (B,); NaN for an empty target."""
     nll = F.cross_entropy(logits.transpose(1, 2), tids, reduction="none") * tmask
     return nll.sum(1) / tmask.sum(1)
+
+
+@torch.no_grad()
+def greedy_decode(model, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
+                  max_new_tokens: int, stop_ids: set[int], pad_id: int) -> torch.Tensor:
+    """Greedy decoding from left-padded prompt embeddings (B, T, D) with explicit position ids (B, T),
+    which ``generate`` cannot take from embeddings: each new token sits one after its row's last
+    position. Returns the new token ids (B, ≤ max_new_tokens); a row that stopped is padded."""
+    import inspect
+
+    B = embeds.shape[0]
+    cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"  # 5.2x renamed it
+    out = model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True)
+    past, nxt = out.past_key_values, out.logits[:, -1].argmax(-1)
+    pos = positions[:, -1:] + 1
+    done = torch.zeros(B, dtype=torch.bool, device=embeds.device)
+    new = []
+    for step in range(max_new_tokens):
+        tok = torch.where(done, torch.full_like(nxt, pad_id), nxt)
+        new.append(tok)
+        done |= torch.isin(nxt, torch.tensor(sorted(stop_ids), device=nxt.device))
+        if bool(done.all()) or step == max_new_tokens - 1:
+            break
+        mask = torch.cat([mask, torch.ones((B, 1), dtype=mask.dtype, device=mask.device)], dim=1)
+        out = model(input_ids=tok[:, None], attention_mask=mask, position_ids=pos, use_cache=True,
+                    **{cache_arg: past})
+        past, nxt, pos = out.past_key_values, out.logits[:, -1].argmax(-1), pos + 1
+    return torch.stack(new, dim=1)

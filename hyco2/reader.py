@@ -20,7 +20,7 @@ import torch
 from .compressor import CompressionResult, HyCo2Compressor
 from .encoder import TokenizedContext
 from .errors import ContextTooLongError, EmptyInputError, HyCo2OutOfMemoryError, InvalidSettingError
-from .forward import forward_on_targets, friendly_oom, target_nll
+from .forward import forward_on_targets, friendly_oom, greedy_decode, target_nll
 from .prompting import KEPT, SOFT, embed_prompt, left_pad, prompt_parts, qa_user_text, with_gaps
 from .settings import CompressionSettings
 from .text import DOCUMENT_SEPARATOR, as_text
@@ -54,6 +54,13 @@ class Mode(str, Enum):
 
 
 @dataclass
+class DecoderPrompt:
+    embeds: torch.Tensor  # (T, D)
+    document_tokens: int  # positions of the document (context, or kept + soft)
+    position_ids: torch.Tensor | None = None  # (T,) when not 0…T-1
+
+
+@dataclass
 class Answer:
     text: str
     mode: str
@@ -71,9 +78,16 @@ def _check_positive(name: str, value: int) -> None:
 class HyCo2Reader:
     """The backbone answering from a compression, the full context, or nothing (:class:`Mode`)."""
 
-    def __init__(self, compressor: HyCo2Compressor):
+    def __init__(self, compressor: HyCo2Compressor, positions: str = "contiguous"):
+        """``positions``: where the decoder sees the kept tokens. ``contiguous`` (the trained format) numbers
+        the prompt 0, 1, 2, …; ``original`` puts each kept token at its position in the context, so the
+        gaps between positions say how much text is missing (an ablation; generation then runs
+        :func:`hyco2.forward.greedy_decode`)."""
+        if positions not in ("contiguous", "original"):
+            raise InvalidSettingError(f"positions must be 'contiguous' or 'original', not {positions!r}.")
         self.compressor = compressor
         self.backbone = compressor.backbone
+        self.positions = positions
 
     @classmethod
     def from_pretrained(cls, checkpoint: str | Path | None = None, **kwargs: Any) -> "HyCo2Reader":
@@ -96,14 +110,21 @@ class HyCo2Reader:
     def decoder_embeds(self, mode: str | Mode, question: str, context: TokenizedContext | None = None,
                        compression: CompressionResult | None = None) -> tuple[torch.Tensor, int]:
         """Prompt embeddings for one mode, and how many of its positions are the document."""
+        prompt = self.decoder_prompt(mode, question, context, compression)
+        return prompt.embeds, prompt.document_tokens
+
+    def decoder_prompt(self, mode: str | Mode, question: str, context: TokenizedContext | None = None,
+                       compression: CompressionResult | None = None) -> "DecoderPrompt":
+        """What the decoder reads for one mode: embeddings, the document's share, and position ids when
+        the reader puts kept tokens at their original positions (``positions="original"``)."""
         mode, bb = Mode.parse(mode), self.backbone
         if mode is Mode.FULL:
             if context is None:
                 raise EmptyInputError("mode='full' needs the tokenised context.")
             parts = prompt_parts(bb, qa_user_text(question, KEPT))
-            return embed_prompt(bb, parts, kept_ids=context.ids), len(context)
+            return DecoderPrompt(embed_prompt(bb, parts, kept_ids=context.ids), len(context))
         if mode is Mode.NONE:
-            return embed_prompt(bb, prompt_parts(bb, qa_user_text(question, None))), 0
+            return DecoderPrompt(embed_prompt(bb, prompt_parts(bb, qa_user_text(question, None))), 0)
         if compression is None:
             raise InvalidSettingError(f"mode={mode.value!r} needs the compression to read.")
         soft = compression.soft_embeddings if mode in (Mode.HYBRID, Mode.SOFT) else None
@@ -111,41 +132,67 @@ class HyCo2Reader:
         if mode is Mode.SOFT and soft is None:
             raise InvalidSettingError(f"mode='soft' needs soft tokens; {compression.method} made none.")
         gap = self.compressor.kept_gap_ids if soft is not None else ()  # the trained reader's format only
-        if compression.segments is None:  # one chunk: one soft slot, one kept slot
-            if kept is not None:
-                kept = with_gaps(kept, compression.kept_positions, gap)[0]
-            doc = (SOFT if soft is not None else "") + (KEPT if kept is not None else "")
-            parts = prompt_parts(bb, qa_user_text(question, doc))
-            n_doc = (0 if soft is None else soft.shape[0]) + (0 if kept is None else len(kept))
-            return embed_prompt(bb, parts, soft=soft, kept_ids=kept), n_doc
-        # several chunks: [soft_1][kept_1] [soft_2][kept_2] … in document order, a blank line between
-        softs, kepts, docs, si, ki = [], [], [], 0, 0
-        for n_soft, n_kept in compression.segments:
-            piece = ""
-            if soft is not None and n_soft:
-                softs.append(soft[si:si + n_soft])
-                piece += SOFT
+        original = self.positions == "original" and kept is not None
+        if original and gap:
+            raise InvalidSettingError("positions='original' already shows where text is missing; it does not "
+                                      "combine with a checkpoint's kept_gap.")
+        # one (soft, kept, kept positions relative to the chunk, chunk length) per chunk, in document order
+        chunks = compression.chunk_ranges or [(0, compression.context_tokens)]
+        segments = compression.segments or [(0 if soft is None else soft.shape[0], compression.kept_tokens)]
+        slots, si, ki = [], 0, 0
+        for (start, end), (n_soft, n_kept) in zip(chunks, segments):
+            s_part = soft[si:si + n_soft] if soft is not None and n_soft else None
+            k_part = k_pos = None
             if kept is not None and n_kept:
-                kepts.append(with_gaps(kept[ki:ki + n_kept], compression.kept_positions[ki:ki + n_kept], gap)[0])
-                piece += KEPT
+                k_part = with_gaps(kept[ki:ki + n_kept], compression.kept_positions[ki:ki + n_kept], gap)[0]
+                k_pos = [p - start for p in compression.kept_positions[ki:ki + n_kept]]
             si, ki = si + n_soft, ki + n_kept
-            if piece:
-                docs.append(piece)
-        parts = prompt_parts(bb, qa_user_text(question, DOCUMENT_SEPARATOR.join(docs)))
+            if s_part is not None or k_part is not None:
+                slots.append((s_part, k_part, k_pos, end - start))
+        doc = DOCUMENT_SEPARATOR.join((SOFT if s_ is not None else "") + (KEPT if k_ is not None else "")
+                                      for s_, k_, _, _ in slots)
+        parts = prompt_parts(bb, qa_user_text(question, doc))
+        softs = [x for x, _, _, _ in slots if x is not None]
+        kepts = [x for _, x, _, _ in slots if x is not None]
+        embeds = embed_prompt(bb, parts, soft=softs, kept_ids=tuple(kepts))
         n_doc = sum(x.shape[0] for x in softs) + sum(map(len, kepts))
-        return embed_prompt(bb, parts, soft=softs, kept_ids=tuple(kepts)), n_doc
+        positions = None
+        if original:
+            where, pos, kept_slots = [], 0, iter([(p, n) for _, k_, p, n in slots if k_ is not None])
+            soft_iter = iter(softs)
+            for kind, ids in parts.parts:
+                if kind == "kept":  # each kept token where it stood in its chunk; what follows, after the chunk
+                    rel, n = next(kept_slots)
+                    where.extend(pos + p for p in rel)
+                    pos += n
+                else:
+                    width = len(ids) if kind == "ids" else next(soft_iter).shape[0]
+                    where.extend(range(pos, pos + width))
+                    pos += width
+            positions = torch.tensor(where, dtype=torch.long)
+        return DecoderPrompt(embeds, n_doc, positions)
 
     # ------------------------------------------------------------------ decoding
     @torch.no_grad()
-    def generate(self, embeds: list[torch.Tensor], max_new_tokens: int = 32) -> list[str]:
+    def generate(self, embeds: list[torch.Tensor], max_new_tokens: int = 32,
+                 positions: list[torch.Tensor | None] | None = None) -> list[str]:
         """Greedy decoding from prompt embeddings, batched with left padding; each answer's first line
-        (a small backbone tends to keep talking after it)."""
+        (a small backbone tends to keep talking after it). ``positions``: each prompt's position ids,
+        where they are not 0…T-1."""
         _check_positive("max_new_tokens", max_new_tokens)
         bb = self.backbone
         E, mask = left_pad(embeds)
         with friendly_oom(), bb.eager_layers():
-            out = bb.model.generate(inputs_embeds=E, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                    do_sample=False, pad_token_id=bb.tokenizer.pad_token_id)
+            if positions is None or all(p is None for p in positions):
+                out = bb.model.generate(inputs_embeds=E, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                        do_sample=False, pad_token_id=bb.tokenizer.pad_token_id)
+            else:
+                P = torch.zeros(mask.shape, dtype=torch.long, device=E.device)
+                for i, (e, p) in enumerate(zip(embeds, positions)):
+                    P[i, P.shape[1] - e.shape[0]:] = torch.arange(e.shape[0]) if p is None else p
+                stop = bb.model.generation_config.eos_token_id
+                stop = {stop} if isinstance(stop, int) else set(stop or ()) or {bb.tokenizer.eos_token_id}
+                out = greedy_decode(bb.model, E, mask, P, max_new_tokens, stop, bb.tokenizer.pad_token_id)
         texts = [bb.tokenizer.decode(row, skip_special_tokens=True).strip() for row in out]
         return [t.split("\n", 1)[0].strip() for t in texts]
 
@@ -197,6 +244,8 @@ class HyCo2Reader:
         Compressed modes read ``compression``; ``full`` reads ``context`` or, when not given, the
         compression's own tokenised context (so the text is tokenised once per request)."""
         mode = Mode.parse(mode)
+        if self.positions != "contiguous":
+            raise InvalidSettingError("answer_stream() reads the trained format only (positions='contiguous').")
         q = self._question(question, "answer_stream")
         ctx = self._full_context(context, compression) if mode is Mode.FULL else None
         embeds, _ = self.decoder_embeds(mode, q, ctx, compression)
@@ -244,15 +293,16 @@ class HyCo2Reader:
         answers: list[Answer] = []
         for start in range(0, len(contexts), batch_size):
             t0 = time.perf_counter()
-            embeds, docs, comps = [], [], []
+            embeds, docs, comps, positions = [], [], [], []
             for i in range(start, min(start + batch_size, len(contexts))):
                 comp = compressions[i] if compressions is not None else None
                 ctx = self._full_context(contexts[i], comp) if mode is Mode.FULL else None
-                e, n_doc = self.decoder_embeds(mode, qs[i], ctx, comp)
-                embeds.append(e)
-                docs.append(n_doc)
+                prompt = self.decoder_prompt(mode, qs[i], ctx, comp)
+                embeds.append(prompt.embeds)
+                docs.append(prompt.document_tokens)
+                positions.append(prompt.position_ids)
                 comps.append(comp)
-            texts = self.generate(embeds, max_new_tokens=max_new_tokens)
+            texts = self.generate(embeds, max_new_tokens=max_new_tokens, positions=positions)
             latency = (time.perf_counter() - t0) / len(texts)
             answers.extend(Answer(t, mode.value, int(e.shape[0]), d, latency, c)
                            for t, e, d, c in zip(texts, embeds, docs, comps))
@@ -276,10 +326,11 @@ class HyCo2Reader:
         for start in range(0, len(contexts), batch_size):
             idx = range(start, min(start + batch_size, len(contexts)))
             comps = [compressions[i] if compressions is not None else None for i in idx]
-            prompts = [self.decoder_embeds(mode, qs[i], self._full_context(contexts[i], c) if mode is Mode.FULL
-                                           else None, c)[0] for i, c in zip(idx, comps)]
+            prompts = [self.decoder_prompt(mode, qs[i], self._full_context(contexts[i], c) if mode is Mode.FULL
+                                           else None, c) for i, c in zip(idx, comps)]
             tgt = [self.backbone.tokenizer(targets[i], add_special_tokens=False)["input_ids"] for i in idx]
             with friendly_oom():
-                logits, tids, tmask, _, _ = forward_on_targets(self.backbone.model, prompts, tgt)
+                logits, tids, tmask, _, _ = forward_on_targets(self.backbone.model, [p.embeds for p in prompts], tgt,
+                                                               prompt_positions=[p.position_ids for p in prompts])
             out.extend(target_nll(logits, tids, tmask).tolist())
         return out

@@ -106,3 +106,61 @@ def test_the_reader_reads_the_checkpoints_gap_between_non_adjacent_kept_spans(ti
         tiny.model.config.kept_gap = ""
     assert n_gapped == n_plain + gaps and gapped.shape[0] == plain.shape[0] + gaps
     assert hard.shape[0] == plain.shape[0] - r.soft_tokens
+
+
+def test_greedy_decode_with_plain_positions_is_generate(tiny, reader):
+    """The decoding loop behind positions='original', given 0…T-1, says what transformers' generate says."""
+    import torch
+
+    from hyco2.forward import greedy_decode
+    from hyco2.prompting import left_pad
+
+    q = "Who built the lighthouse?"
+    r = tiny.compress(PARAGRAPH, q, rate=0.3)
+    embeds = [reader.decoder_embeds("hybrid", q, compression=r)[0], reader.decoder_embeds("none", q)[0]]
+    E, mask = left_pad(embeds)
+    P = (mask.cumsum(1) - 1).clamp(min=0)
+    bb = tiny.backbone
+    ours = greedy_decode(bb.model, E, mask, P, 6, {bb.tokenizer.eos_token_id}, bb.tokenizer.pad_token_id)
+    theirs = bb.model.generate(inputs_embeds=E, attention_mask=mask, max_new_tokens=6, do_sample=False,
+                               eos_token_id=bb.tokenizer.eos_token_id, pad_token_id=bb.tokenizer.pad_token_id)
+    assert torch.equal(ours, theirs[:, : ours.shape[1]])
+
+
+def test_original_positions_put_kept_tokens_where_they_stood(tiny, reader):
+    import torch
+
+    q = "Who built the lighthouse?"
+    original = HyCo2Reader(tiny, positions="original")
+    n_ctx, k = len(tiny.tokenize(PARAGRAPH)), tiny.model.config.num_soft_tokens
+    whole = tiny.compress(PARAGRAPH, q, rate=1.0)  # every token kept: the same positions as 0…T-1
+    p = original.decoder_prompt("hybrid", q, compression=whole)
+    assert torch.equal(p.position_ids, torch.arange(p.embeds.shape[0]))
+    assert original.answer(PARAGRAPH, q, compression=whole, max_new_tokens=4).text == \
+        reader.answer(PARAGRAPH, q, compression=whole, max_new_tokens=4).text
+    r = tiny.compress(PARAGRAPH, q, rate=0.3)
+    p = original.decoder_prompt("hybrid", q, compression=r)
+    pos = p.position_ids.tolist()
+    assert len(pos) == p.embeds.shape[0] and pos == sorted(set(pos))
+    full_len = reader.decoder_embeds("full", q, context=tiny.tokenize(PARAGRAPH))[0].shape[0]
+    assert pos[-1] == full_len - 1 + k  # the question sits where it sits after the whole text (+ soft tokens)
+    steps, kept = [b - a for a, b in zip(pos, pos[1:])], r.kept_positions
+    jumps = [kept[0] + 1] + [b - a for a, b in zip(kept, kept[1:])] + [n_ctx - kept[-1]]
+    i = next(i for i in range(len(steps)) if steps[i:i + len(jumps)] == jumps)  # the kept slot's steps
+    assert all(d == 1 for d in steps[:i] + steps[i + len(jumps):]) and max(jumps) > 1
+    nll_plain = reader.answer_nll([PARAGRAPH], [q], ["Maria Lindqvist"], "hybrid", compressions=[r])[0]
+    nll_orig = original.answer_nll([PARAGRAPH], [q], ["Maria Lindqvist"], "hybrid", compressions=[r])[0]
+    assert nll_orig > 0 and nll_orig != pytest.approx(nll_plain, rel=1e-6)  # the positions reach the model
+    docs = [PARAGRAPH, "The bakery on Mill Street opens at six.", PARAGRAPH.replace("Maria", "Anna")]
+    rd = tiny.compress(documents=docs, question=q, rate=0.2)
+    pd_ = original.decoder_prompt("hybrid", q, compression=rd).position_ids.tolist()
+    assert pd_ == sorted(set(pd_)) and isinstance(original.answer(documents=docs, question=q, compression=rd,
+                                                                  max_new_tokens=3).text, str)
+    tiny.model.config.kept_gap = " …"
+    try:
+        with pytest.raises(InvalidSettingError, match="kept_gap"):
+            original.decoder_prompt("hybrid", q, compression=r)
+    finally:
+        tiny.model.config.kept_gap = ""
+    with pytest.raises(InvalidSettingError, match="positions must be"):
+        HyCo2Reader(tiny, positions="shuffled")
