@@ -125,7 +125,8 @@ def reader_gap(comp: HyCo2Compressor, gap: str | None):
 def run_row(comp: HyCo2Compressor, items, name: str, mode: str, *, method: str = "hyco2", rate=None,
             budgets=None, selector: str = "classifier", batch_size: int = 8, max_new_tokens: int = 24,
             full_answers: list[str] | None = None, tag: str = "", phrases: float = 0.0,
-            context_tokens: list[int] | None = None, gap: str | None = None) -> tuple[dict, list]:
+            context_tokens: list[int] | None = None, gap: str | None = None,
+            positions: str = "contiguous") -> tuple[dict, list]:
     """Compress (if needed), answer and score every item; per-question arrays plus costs."""
     contexts, questions = [it.context for it in items], [it.question for it in items]
     compress_s, passes, comps = 0.0, 0.0, None
@@ -140,17 +141,18 @@ def run_row(comp: HyCo2Compressor, items, name: str, mode: str, *, method: str =
             compress_s = (time.perf_counter() - t0) / len(items)
             passes = sum(c.forward_passes for c in comps) / len(comps)
         t0 = time.perf_counter()
-        answers = HyCo2Reader(comp).answer_batch(contexts, questions, mode, compressions=comps, batch_size=batch_size,
-                                    max_new_tokens=max_new_tokens)
+        reader = HyCo2Reader(comp, positions=positions)
+        answers = reader.answer_batch(contexts, questions, mode, compressions=comps, batch_size=batch_size,
+                                      max_new_tokens=max_new_tokens)
         answer_s = (time.perf_counter() - t0) / len(items)
-        nll = HyCo2Reader(comp).answer_nll(contexts, questions, [it.answers[0] for it in items], mode, compressions=comps,
-                              batch_size=batch_size)
+        nll = reader.answer_nll(contexts, questions, [it.answers[0] for it in items], mode, compressions=comps,
+                                batch_size=batch_size)
     texts = [a.text for a in answers]
     golds = [it.answers for it in items]
     ref = full_answers if full_answers is not None else texts
     row = {
         "row": name, "tag": tag, "mode": mode, "method": method, "rate": rate, "selector": selector,
-        "phrases": phrases, "gap": comp.model.config.kept_gap if gap is None else gap,
+        "phrases": phrases, "gap": comp.model.config.kept_gap if gap is None else gap, "positions": positions,
         "answers": texts,
         "em": [best_over_golds(exact_match, t, g) for t, g in zip(texts, golds)],
         "f1": [best_over_golds(f1_score, t, g) for t, g in zip(texts, golds)],
@@ -167,7 +169,7 @@ def run_row(comp: HyCo2Compressor, items, name: str, mode: str, *, method: str =
 
 def run_setting(comp: HyCo2Compressor, others: dict[str, HyCo2Compressor], items, k: int, rates, methods,
                 kw, log, rows: list[dict], save, phrases: float = 0.0, ablations: bool = True,
-                selectors: tuple[str, ...] = (), gaps: tuple[str, ...] = ()) -> None:
+                selectors: tuple[str, ...] = (), gaps: tuple[str, ...] = (), original_positions: bool = False) -> None:
     """Every row for one K: full, none, keep-all (each checkpoint: the same reader reading every token,
     the reference a compression is measured against), soft, and per rate hybrid (each checkpoint), the
     reader-format and selection ablations, hard only, peers (``ablations=False`` leaves out soft only and
@@ -203,6 +205,12 @@ def run_setting(comp: HyCo2Compressor, others: dict[str, HyCo2Compressor], items
         for gap in gaps:
             add(run_row(comp, items, f"HyCo2 hybrid, gap {gap.strip() or repr(gap)}", "hybrid", rate=rate, gap=gap,
                         **kw)[0])
+        if original_positions:  # reader-format ablation: kept tokens at their place in the context
+            add(run_row(comp, items, "HyCo2 hybrid, original positions", "hybrid", rate=rate, positions="original",
+                        **kw)[0])
+            if phrases:
+                add(run_row(comp, items, f"HyCo2 hybrid, phrases {phrases:g}, original positions", "hybrid",
+                            rate=rate, phrases=phrases, positions="original", **kw)[0])
         if ablations:
             add(run_row(comp, items, "HyCo2 hard only", "hard", rate=rate, budgets=budgets, **kw)[0])
         for m in sorted(methods, key=lambda m: m not in FIRST):  # the strongest peers first
@@ -236,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--selectors", nargs="*", default=[], metavar="PEER",
                    help="also measure HyCo2's soft tokens beside these peers' selections (e.g. longllmlingua): "
                         "selection compared at the same reader")
+    p.add_argument("--original-positions", action="store_true",
+                   help="also measure the hybrid with kept tokens at their original position ids (reader-format "
+                        "ablation; with --phrases, that row too)")
     p.add_argument("--gaps", nargs="*", default=[], metavar="TEXT",
                    help="also measure the hybrid with TEXT between non-adjacent kept spans (reader-format ablation)")
     p.add_argument("--model", default=None, help="backbone (default: the checkpoint's)")
@@ -293,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         golds[str(k)] = [it.answers for it in items]
         positions[str(k)] = [gold_position(it) for it in items]
         run_setting(comp, others, items, k, args.rates, methods, kw, log, rows, save, args.phrases,
-                    args.ablations, tuple(args.selectors), tuple(args.gaps))
+                    args.ablations, tuple(args.selectors), tuple(args.gaps), args.original_positions)
     log(f"wrote {out} in {time.time() - t0:.0f} s")
     if shards == 1:
         from report import qa_tables  # noqa: PLC0415 - bench/ is on sys.path when run as a script
