@@ -8,7 +8,8 @@
 #       checkpoint's baseline on the measurement set (K=1, K=10 from other articles; peers and the soft +
 #       LongLLMLingua selection) and its reader-format ablations on the validation articles
 #   bash scripts/fidelity_on_gpu.sh measure SECONDS   only the shipped checkpoint's rows (as in a, no training):
-#       the measurement set at K=1 and K=10 (other articles) with peers, and the validation ablations
+#       the measurement set at K=1 and K=10 (other articles) with peers, phrases 0.9 and (K=1) kept tokens at
+#       their original positions; the same reader-format ablations on the validation articles
 #   bash scripts/fidelity_on_gpu.sh b SECONDS [TRAIN_SECONDS]   both variants trained on for TRAIN_SECONDS, then
 #       measured beside the shipped checkpoint on the validation articles and the measurement set
 set -euo pipefail
@@ -24,7 +25,7 @@ SHIPPED=${BASE:-hyco2/checkpoints/smollm2-135m-instruct}  # BASE=FOLDER starts f
 QA="--qa /root/data/squad-v1.0-train.json.gz --exclude-articles Southern_California Normans Computational_complexity_theory"
 RECIPE="--teacher self --target ${TARGET:-filtered} --rank-weight 1 --max-paragraphs ${PARAS:-10} --batch-size ${BATCH:-128}"
 GAP=${KEPT_GAP:- …}
-K1_SHARDS=4; K10_SHARDS=${K10_SHARDS:-8}
+K1_SHARDS=${K1_SHARDS:-4}; K10_SHARDS=${K10_SHARDS:-8}
 show() { tr '\r' '\n' < "$1" | grep -v -E '^\s*$|Loading weights|Warning' | tail -n "${2:-4}" || true; }
 left() { echo $(( END - $(date +%s) )); }
 bench() {  # NAME SHARDS K TIMEOUT ARGS...: bench/qa.py shards in the background, one file each
@@ -49,11 +50,11 @@ train() {  # RUN INIT SECONDS GAP [LR]: one variant, resumable, its checkpoint u
 }
 if [ "$phase" = measure ]; then
   bench k1 $K1_SHARDS 1 $(( $(left) - 30 )) --rates 0.1 0.15 --methods truncate longllmlingua \
-    --selectors longllmlingua --no-ablations
+    --selectors longllmlingua --no-ablations --phrases 0.9 --original-positions
   bench k10 $K10_SHARDS 10 $(( $(left) - 30 )) --distractors other --rates 0.1 --methods truncate longllmlingua \
-    --selectors longllmlingua --no-ablations --batch-size 32
-  bench val 1 1 $(( $(left) - 30 )) --set validation --rates 0.1 0.15 --methods --no-ablations --gaps "$GAP" \
-    --phrases 0.9
+    --selectors longllmlingua --no-ablations --batch-size 32 --phrases 0.9
+  bench val 1 1 $(( $(left) - 30 )) --set validation --rates 0.1 0.15 --methods --no-ablations \
+    --phrases 0.9 --original-positions
   wait || true
   for name in k1 k10 val; do merge $name; done
   (cd $W/bench && tar czf "$OUT/bench-logs.tgz" *.log)
