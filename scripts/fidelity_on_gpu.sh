@@ -48,17 +48,18 @@ train() {  # RUN INIT SECONDS GAP [LR]: one variant, resumable, its checkpoint u
     --teacher-cache $W/cache --steps 0 0 1000000 --minutes 0 0 "$m" $RECIPE --lr 0 0 "${5:-${LR:-1.4e-4}}" \
     --kept-gap "$4" > $W/train-$1.log 2>&1
 }
+want() { [[ " ${ONLY:-k1 k10 val} " == *" $1 "* ]]; }  # ONLY="k10 val": some of the measure phase's runs
 if [ "$phase" = measure ]; then
-  bench k1 $K1_SHARDS 1 $(( $(left) - 30 )) --rates 0.1 0.15 --methods truncate longllmlingua \
+  want k1 && bench k1 $K1_SHARDS 1 $(( $(left) - 60 )) --rates 0.1 0.15 --methods truncate longllmlingua \
     --selectors longllmlingua --no-ablations --phrases 0.9 --original-positions
-  bench k10 $K10_SHARDS 10 $(( $(left) - 30 )) --distractors other --rates 0.1 --methods truncate longllmlingua \
+  want k10 && bench k10 $K10_SHARDS 10 $(( $(left) - 60 )) --distractors other --rates 0.1 --methods truncate longllmlingua \
     --selectors longllmlingua --no-ablations --batch-size 32 --phrases 0.9
-  bench val 1 1 $(( $(left) - 30 )) --set validation --rates 0.1 0.15 --methods --no-ablations \
+  want val && bench val 1 1 $(( $(left) - 60 )) --set validation --rates 0.1 0.15 --methods --no-ablations \
     --phrases 0.9 --original-positions
   wait || true
-  for name in k1 k10 val; do merge $name; done
+  for name in ${ONLY:-k1 k10 val}; do merge $name; done  # a minute left for the merges (bootstrap CIs)
   (cd $W/bench && tar czf "$OUT/bench-logs.tgz" *.log)
-  tail -n 12 "$OUT/k1.md"; tail -n 12 "$OUT/k10.md"; tail -n 14 "$OUT/val.md"
+  for name in ${ONLY:-k1 k10 val}; do tail -n 14 "$OUT/$name.md"; done
 elif [ "$phase" = a ]; then
   t0=$(date +%s)
   for i in 0 1; do  # the teacher cache: two processes on the one GPU
