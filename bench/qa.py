@@ -124,7 +124,7 @@ def reader_gap(comp: HyCo2Compressor, gap: str | None):
 
 def run_row(comp: HyCo2Compressor, items, name: str, mode: str, *, method: str = "hyco2", rate=None,
             budgets=None, selector: str = "classifier", batch_size: int = 8, max_new_tokens: int = 24,
-            full_answers: list[str] | None = None, tag: str = "", phrases: float = 0.0,
+            full_answers: list[str] | None = None, tag: str = "", phrases: float | None = None,
             context_tokens: list[int] | None = None, gap: str | None = None,
             positions: str = "contiguous") -> tuple[dict, list]:
     """Compress (if needed), answer and score every item; per-question arrays plus costs."""
@@ -152,7 +152,7 @@ def run_row(comp: HyCo2Compressor, items, name: str, mode: str, *, method: str =
     ref = full_answers if full_answers is not None else texts
     row = {
         "row": name, "tag": tag, "mode": mode, "method": method, "rate": rate, "selector": selector,
-        "phrases": phrases, "gap": comp.model.config.kept_gap if gap is None else gap, "positions": positions,
+        "phrases": settings.phrase_strength if comps is not None else None, "gap": comp.model.config.kept_gap if gap is None else gap, "positions": positions,
         "answers": texts,
         "em": [best_over_golds(exact_match, t, g) for t, g in zip(texts, golds)],
         "f1": [best_over_golds(f1_score, t, g) for t, g in zip(texts, golds)],
@@ -168,7 +168,7 @@ def run_row(comp: HyCo2Compressor, items, name: str, mode: str, *, method: str =
 
 
 def run_setting(comp: HyCo2Compressor, others: dict[str, HyCo2Compressor], items, k: int, rates, methods,
-                kw, log, rows: list[dict], save, phrases: float = 0.0, ablations: bool = True,
+                kw, log, rows: list[dict], save, phrases: float | None = None, ablations: bool = True,
                 selectors: tuple[str, ...] = (), gaps: tuple[str, ...] = (), original_positions: bool = False) -> None:
     """Every row for one K: full, none, keep-all (each checkpoint: the same reader reading every token,
     the reference a compression is measured against), soft, and per rate hybrid (each checkpoint), the
@@ -199,7 +199,7 @@ def run_setting(comp: HyCo2Compressor, others: dict[str, HyCo2Compressor], items
         budgets = [c.compressed_tokens for c in comps]
         for tag, other in others.items():
             add(run_row(other, items, f"HyCo2 hybrid ({tag})", "hybrid", rate=rate, tag=tag, **kw)[0])
-        if phrases:
+        if phrases is not None:  # the shipped default's ablation (e.g. 0: no phrases)
             add(run_row(comp, items, f"HyCo2 hybrid, phrases {phrases:g}", "hybrid", rate=rate, phrases=phrases,
                         **kw)[0])
         for gap in gaps:
@@ -208,7 +208,7 @@ def run_setting(comp: HyCo2Compressor, others: dict[str, HyCo2Compressor], items
         if original_positions:  # reader-format ablation: kept tokens at their place in the context
             add(run_row(comp, items, "HyCo2 hybrid, original positions", "hybrid", rate=rate, positions="original",
                         **kw)[0])
-            if phrases:
+            if phrases is not None:
                 add(run_row(comp, items, f"HyCo2 hybrid, phrases {phrases:g}, original positions", "hybrid",
                             rate=rate, phrases=phrases, positions="original", **kw)[0])
         if ablations:
@@ -236,8 +236,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="more checkpoints measured as extra hybrid rows on the same questions")
     p.add_argument("--ablations", action=argparse.BooleanOptionalAction, default=True,
                    help="the soft-only and hard-only rows (--no-ablations: checkpoints and peers only)")
-    p.add_argument("--phrases", type=float, default=0.0,
-                   help="also measure hybrid with phrase selection of this strength (0-1; 0: no such row)")
+    p.add_argument("--phrases", type=float, default=None,
+                   help="also measure the hybrid with this phrase strength (0-1; e.g. 0: without phrases); the "
+                        "'HyCo2 hybrid' row selects with the default strength, 0.9")
     p.add_argument("--distractors", choices=DISTRACTORS, default="article",
                    help="K>1: the other paragraphs come from the question's article (a long document) or only "
                         "from other articles (a retrieved document list)")

@@ -255,7 +255,7 @@ class HyCo2Compressor:
     def selector_for(self, settings: CompressionSettings) -> Selector:
         """Who picks the kept tokens: HyCo2's classifier (budget or threshold) or a peer, one interface."""
         if settings.classifier_selects:
-            return ClassifierSelector(self.model, threshold=settings.threshold, phrases=settings.phrases)
+            return ClassifierSelector(self.model, threshold=settings.threshold, phrases=settings.phrase_strength)
         return get_selector(settings.method if settings.method != "hyco2" else settings.selector)
 
     def compress(self, context: str | bytes | None = None, question: str | bytes | None = None, *,
@@ -381,7 +381,7 @@ class HyCo2Compressor:
         if adjusted:
             log.warning("Kept %d tokens + %d soft do not fit the decoder's window; keeping the best %d.",
                         len(kept), k * len(chunks), room)
-            kept = ClassifierSelector(self.model, phrases=s.phrases).select(
+            kept = ClassifierSelector(self.model, phrases=s.phrase_strength).select(
                 self.encoder, ctx, question, room, keep_probabilities=p_all).positions
         segments = [(k, sum(1 for p in kept if start <= p < end)) for start, end in bounds]
         kept_ids = [ctx.ids[p] for p in kept]

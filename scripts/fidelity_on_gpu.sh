@@ -8,7 +8,7 @@
 #       checkpoint's baseline on the measurement set (K=1, K=10 from other articles; peers and the soft +
 #       LongLLMLingua selection) and its reader-format ablations on the validation articles
 #   bash scripts/fidelity_on_gpu.sh measure SECONDS   only the shipped checkpoint's rows (as in a, no training):
-#       the measurement set at K=1 and K=10 (other articles) with peers, phrases 0.9 and (K=1) kept tokens at
+#       the measurement set at K=1 and K=10 (other articles) with peers, the hybrid without phrases (--phrases 0) and (K=1) kept tokens at
 #       their original positions; the same reader-format ablations on the validation articles
 #   bash scripts/fidelity_on_gpu.sh b SECONDS [TRAIN_SECONDS]   both variants trained on for TRAIN_SECONDS, then
 #       measured beside the shipped checkpoint on the validation articles and the measurement set
@@ -51,11 +51,11 @@ train() {  # RUN INIT SECONDS GAP [LR]: one variant, resumable, its checkpoint u
 want() { [[ " ${ONLY:-k1 k10 val} " == *" $1 "* ]]; }  # ONLY="k10 val": some of the measure phase's runs
 if [ "$phase" = measure ]; then
   want k1 && bench k1 $K1_SHARDS 1 $(( $(left) - 60 )) --rates 0.1 0.15 --methods truncate longllmlingua \
-    --selectors longllmlingua --no-ablations --phrases 0.9 --original-positions
+    --selectors longllmlingua --no-ablations --phrases 0 --original-positions
   want k10 && bench k10 $K10_SHARDS 10 $(( $(left) - 60 )) --distractors other --rates 0.1 --methods truncate longllmlingua \
-    --selectors longllmlingua --no-ablations --batch-size 32 --phrases 0.9
+    --selectors longllmlingua --no-ablations --batch-size 32 --phrases 0
   want val && bench val 1 1 $(( $(left) - 60 )) --set validation --rates 0.1 0.15 --methods --no-ablations \
-    --phrases 0.9 --original-positions
+    --phrases 0 --original-positions
   wait || true
   for name in ${ONLY:-k1 k10 val}; do merge $name; done  # a minute left for the merges (bootstrap CIs)
   (cd $W/bench && tar czf "$OUT/bench-logs.tgz" *.log)
@@ -87,7 +87,7 @@ elif [ "$phase" = b ]; then
   bench val2 1 1 $(( $(left) - 15 )) --set validation --checkpoint $W/va2/checkpoint $ALSO --rates 0.1 0.15 \
     --methods --no-ablations
   bench k1b $K1_SHARDS 1 $(( $(left) - 15 )) --checkpoint $W/va2/checkpoint $ALSO --rates 0.1 0.15 --methods \
-    --no-ablations --phrases 0.9
+    --no-ablations --phrases 0
   bench k10b $K10_SHARDS 10 $(( $(left) - 15 )) --distractors other --checkpoint $W/va2/checkpoint $ALSO --rates 0.1 \
     --methods --no-ablations --batch-size 32
   wait || true

@@ -29,13 +29,13 @@ def test_every_row_over_the_same_questions_with_the_same_reader_reference(qa, ti
     items = qa.with_distractors(base, 2, seed=0, distractors="other", max_chars=900)[:3]  # one tiny window
     rows: list[dict] = []
     qa.run_setting(tiny, {}, items, 2, [0.3], ["truncate"], {"batch_size": 2, "max_new_tokens": 3},
-                   lambda msg: None, rows, lambda: None, phrases=0.9, selectors=("longllmlingua",), gaps=(" …",),
+                   lambda msg: None, rows, lambda: None, phrases=0.0, selectors=("longllmlingua",), gaps=(" …",),
                    original_positions=True)
     by_name = {r["row"]: r for r in rows}
     assert list(by_name) == [
         "full context", "no context", "HyCo2 keep-all", "HyCo2 soft only", "HyCo2 hybrid",
-        "HyCo2 hybrid, phrases 0.9", "HyCo2 hybrid, gap …", "HyCo2 hybrid, original positions",
-        "HyCo2 hybrid, phrases 0.9, original positions", "HyCo2 hard only", "truncate",
+        "HyCo2 hybrid, phrases 0", "HyCo2 hybrid, gap …", "HyCo2 hybrid, original positions",
+        "HyCo2 hybrid, phrases 0, original positions", "HyCo2 hard only", "truncate",
         "HyCo2 soft + LongLLMLingua selection"]
     k = tiny.model.config.num_soft_tokens
     ctx = by_name["full context"]["context_tokens"]
@@ -49,6 +49,8 @@ def test_every_row_over_the_same_questions_with_the_same_reader_reference(qa, ti
     assert by_name["HyCo2 hybrid, original positions"]["doc_tokens"] == hybrid
     assert by_name["HyCo2 hybrid, original positions"]["positions"] == "original"
     assert by_name["HyCo2 hybrid, original positions"]["nll"] != by_name["HyCo2 hybrid"]["nll"]
+    assert by_name["HyCo2 hybrid"]["phrases"] == 0.9 and by_name["HyCo2 hybrid, phrases 0"]["phrases"] == 0.0
+    assert by_name["truncate"]["phrases"] == 0.0 and by_name["full context"]["phrases"] is None
     for r in rows:
         assert len(r["f1"]) == len(r["contains"]) == len(r["nll"]) == len(items)
         assert all(c in (0.0, 1.0) for c in r["contains"]) and all(math.isfinite(x) for x in r["nll"])

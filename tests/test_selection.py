@@ -141,11 +141,14 @@ def test_classifier_selector_shares_the_peers_interface(tiny):
 
     q = "Who built the lighthouse?"
     ctx = tiny.tokenize(PARAGRAPH)
-    sel = ClassifierSelector(tiny.model).select(tiny.encoder, ctx, q, n_keep=12)
-    r = tiny.compress(PARAGRAPH, q, budget=12)
+    from hyco2.settings import DEFAULT_PHRASES
+
+    sel = ClassifierSelector(tiny.model, phrases=DEFAULT_PHRASES).select(tiny.encoder, ctx, q, n_keep=12)
+    r = tiny.compress(PARAGRAPH, q, budget=12)  # the compressor's default phrase strength
     assert sel.positions == r.kept_positions and sel.forward_passes == 1
     assert sel.scores == pytest.approx(r.probabilities, abs=1e-5)
-    given = ClassifierSelector(tiny.model).select(tiny.encoder, ctx, q, 12, keep_probabilities=r.probabilities)
+    given = ClassifierSelector(tiny.model, phrases=DEFAULT_PHRASES).select(tiny.encoder, ctx, q, 12,
+                                                                           keep_probabilities=r.probabilities)
     assert given.positions == r.kept_positions and given.forward_passes == 0  # the compressor's pass, reused
     by_threshold = ClassifierSelector(tiny.model, threshold=0.5).select(tiny.encoder, ctx, q, None,
                                                                          keep_probabilities=r.probabilities)
