@@ -19,7 +19,7 @@ Rows:
 - ``--compile``: the prefill, compress_batch and device-work rows again after Backbone.compile_layers
   (compile time reported apart); ``--cli-compile``: each CLI row again with ``--compile`` (its
   compiling happens while the run's clock runs: on a small folder it does not pay);
-- ``CLI``: ``python -m batch compress`` in a subprocess on a folder of the same paragraphs (reading
+- ``CLI``: ``python -m hyco2.batch compress`` in a subprocess on a folder of the same paragraphs (reading
   files, hashing, SQLite writes, whole documents per transaction), timed by the run's own wall clock (model loads excluded:
   the main process's and, with several devices, every worker's, which start before the run),
   for each ``--cli-devices`` value (one device, or ``all`` GPUs) and ``--cli-per-device`` value
@@ -341,7 +341,7 @@ def profiled(fn, dev: torch.device) -> dict:
 
 def cli_run(folder: Path, db: Path, device: str, batch_size: int, batch_tokens: int | None, rate: float,
             quantize: str = "auto", compile: bool = False, per_device: int = 1) -> dict:
-    cmd = [sys.executable, "-m", "batch", "compress", str(folder), "--db", str(db), "--rate", str(rate),
+    cmd = [sys.executable, "-m", "hyco2.batch", "compress", str(folder), "--db", str(db), "--rate", str(rate),
            "--batch-size", str(batch_size), "--no-progress", "--quantize", quantize, "--per-device", str(per_device)]
     cmd += ["--compile"] if compile else []
     cmd += ["--devices", device] if device == "all" or "," in device else ["--device", device]

@@ -26,4 +26,4 @@ if [ ! -x $SPY ]; then
   cp /tmp/spy/whl/py_spy-*.data/scripts/py-spy $SPY && chmod +x $SPY
 fi
 $SPY record -r 50 --gil -f raw -o "$OUT/cli-main.raw" -- \
-  python3 -m batch compress $F --db /root/work/cli.db --no-progress "$@"
+  python3 -m hyco2.batch compress $F --db /root/work/cli.db --no-progress "$@"

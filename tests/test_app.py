@@ -16,14 +16,14 @@ pytestmark = pytest.mark.integration
 
 
 def test_examples_come_from_assets():
-    from ui import callbacks
+    from hyco2.app import callbacks
 
     rows = callbacks.examples()
     assert len(rows) >= 3 and all(len(r[0]) > 200 and r[1].endswith("?") for r in rows)
 
 
 def test_run_streams_both_answers_and_counts():
-    from ui import callbacks
+    from hyco2.app import callbacks
 
     context, question, _ = callbacks.examples()[0]
     outputs = list(callbacks.run(context, question, "rate", 0.2, 32, "hyco2", "smollm2-135m-instruct", max_new_tokens=16))
@@ -40,7 +40,7 @@ def test_run_streams_both_answers_and_counts():
 
 
 def test_run_takes_a_text_longer_than_the_window():
-    from ui import callbacks
+    from hyco2.app import callbacks
 
     context, question, _ = callbacks.examples()[0]
     long_text = "\n\n".join([context] * 60)  # ~9k tokens: over the default 7,936-token window
@@ -52,7 +52,7 @@ def test_run_takes_a_text_longer_than_the_window():
 
 
 def test_uploaded_files_are_a_document_list_with_counts_per_file(tmp_path):
-    from ui import callbacks
+    from hyco2.app import callbacks
 
     texts = [text for text, _, _ in callbacks.examples()[:3]]
     paths = []
@@ -82,7 +82,7 @@ def test_uploaded_files_are_a_document_list_with_counts_per_file(tmp_path):
 def test_bad_input_is_a_message_not_a_crash(bad, message):
     import gradio as gr
 
-    from ui import callbacks
+    from hyco2.app import callbacks
 
     with pytest.raises(gr.Error, match=message):
         list(callbacks.run(bad, "What?", "rate", 0.2, 32, "hyco2", "smollm2-135m-instruct"))

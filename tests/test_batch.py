@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from batch.__main__ import main as batch_main
+from hyco2.batch.__main__ import main as batch_main
 from tests.conftest import PARAGRAPH, ROOT
 
 pytestmark = pytest.mark.integration
@@ -130,7 +130,7 @@ def test_killed_run_resumes_with_each_document_exactly_once(tmp_path, workers):
     for i in range(n_docs):
         (d / f"doc{i:02d}.txt").write_text(PARAGRAPH.replace("1872", str(1800 + i)))
     db = tmp_path / "kill.db"
-    cmd = [sys.executable, "-m", "batch", "compress", str(d), "--db", str(db), "--rate", "0.2",
+    cmd = [sys.executable, "-m", "hyco2.batch", "compress", str(d), "--db", str(db), "--rate", "0.2",
            "--batch-size", "1", "--no-progress"] + workers
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -174,7 +174,7 @@ def test_several_workers_give_the_same_rows_as_one(folder, tmp_path, workers):
 
 
 def test_workers_send_row_columns_with_soft_tokens_only_when_the_run_stores_them(tiny):
-    from batch.devices import DeviceWorker
+    from hyco2.batch.devices import DeviceWorker
 
     items = [(None, 0, PARAGRAPH), ("Who?", 0, PARAGRAPH[:80])]
     k, d = tiny.model.config.num_soft_tokens, tiny.model.config.hidden_size
@@ -188,7 +188,7 @@ def test_workers_send_row_columns_with_soft_tokens_only_when_the_run_stores_them
 
 def test_a_warmed_up_worker_gives_the_rows_of_a_cold_one(tiny):
     """GPU workers compress two texts as they start (DeviceWorker.warm_up): nothing of it may stay."""
-    from batch.devices import DeviceWorker
+    from hyco2.batch.devices import DeviceWorker
 
     items = [(None, 0, PARAGRAPH), ("Who?", 0, PARAGRAPH[:80])]
     cold = DeviceWorker.around(tiny, tiny.settings(rate=0.2), 2, None)(items)
@@ -199,7 +199,7 @@ def test_a_warmed_up_worker_gives_the_rows_of_a_cold_one(tiny):
 
 
 def test_ray_devices_follow_the_cluster():
-    from batch.ray_engine import ray_devices
+    from hyco2.batch.ray_engine import ray_devices
     from hyco2.errors import InvalidSettingError
 
     assert ray_devices("all", {"GPU": 3.0, "CPU": 64.0}) == ["cuda"] * 3
@@ -213,7 +213,7 @@ def test_ray_devices_follow_the_cluster():
 
 
 def test_per_device_repeats_each_device():
-    from batch.devices import parse_devices
+    from hyco2.batch.devices import parse_devices
     from hyco2.errors import InvalidSettingError
 
     assert parse_devices("cuda:0,cuda:1", per_device=2) == ["cuda:0", "cuda:0", "cuda:1", "cuda:1"]
@@ -249,7 +249,7 @@ def test_report_and_export(folder, tmp_path, capsys):
 
 
 def test_compressions_are_written_by_column_and_replace_their_key(tmp_path):
-    from batch.db import insert_compressions, open_db
+    from hyco2.batch.db import insert_compressions, open_db
 
     db = open_db(str(tmp_path / "log.db"))
     db["runs"].insert({"id": 1, "started_at": "t", "status": "running", "settings_hash": "h"})
@@ -268,7 +268,7 @@ def test_compressions_are_written_by_column_and_replace_their_key(tmp_path):
 def test_a_log_from_an_older_release_gets_the_new_columns(tmp_path):
     import sqlite_utils
 
-    from batch.db import COMPRESSION_COLUMNS, open_db
+    from hyco2.batch.db import COMPRESSION_COLUMNS, open_db
 
     old = sqlite_utils.Database(str(tmp_path / "old.db"))
     old["compressions"].create({k: v for k, v in COMPRESSION_COLUMNS.items() if k not in ("segments", "embeddings")},
@@ -280,9 +280,9 @@ def test_a_log_from_an_older_release_gets_the_new_columns(tmp_path):
 def test_files_are_read_ahead_in_groups_in_order(tiny, tmp_path, monkeypatch):
     """The reader threads read a few groups of files ahead of the writer (not the whole folder at once):
     every file comes back once, in order, with its bytes or why there are none."""
-    import batch.runner as runner
-    from batch.db import open_db
-    from batch.documents import discover
+    import hyco2.batch.runner as runner
+    from hyco2.batch.db import open_db
+    from hyco2.batch.documents import discover
     from hyco2.settings import CompressionSettings
 
     monkeypatch.setattr(runner, "READ_GROUP", 3)  # 23 files: 8 groups, 4 read ahead by the 2 threads
@@ -305,7 +305,7 @@ def test_files_are_read_ahead_in_groups_in_order(tiny, tmp_path, monkeypatch):
 def test_discover_never_leaves_the_folder(tmp_path):
     """Each folder is resolved once and a file only when it is a link: a linked folder that leads out,
     a link to a file outside and a broken link are refused; links inside the folder are followed."""
-    from batch.documents import discover
+    from hyco2.batch.documents import discover
 
     root, outside = tmp_path / "docs", tmp_path / "outside"
     (root / "a").mkdir(parents=True)

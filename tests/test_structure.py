@@ -51,7 +51,7 @@ FLOORS = [
     {"settings", "modeling"},
     {"compressor", "highlight"},
     {"reader"},
-    {"training", "__main__", ""},
+    {"training", "__main__", "batch", "app", ""},  # what users run: training, the CLI, batch mode, the app
 ]
 
 

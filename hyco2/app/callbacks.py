@@ -22,7 +22,7 @@ MAX_UPLOAD_BYTES = 2_000_000
 
 
 class AppConfig:
-    """Set once by app.py from flags / environment."""
+    """Set once by the server (hyco2.app.__main__) from flags / environment."""
 
     model: str | None = None
     checkpoint: str | None = None

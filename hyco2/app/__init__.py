@@ -1,0 +1,1 @@
+"""The Gradio app: its layout (``layout``), callbacks (``callbacks``) and server (``__main__``); it only calls the library."""
