@@ -1,4 +1,5 @@
-"""README.md and docs/DESIGN.md name only files and library objects that exist."""
+"""README.md, docs/DESIGN.md and docs/RESULTS.md name only files and library objects that exist; the README
+stays short enough for a newcomer."""
 import importlib
 import re
 
@@ -6,7 +7,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-DOCS = [ROOT / "README.md", ROOT / "docs" / "DESIGN.md"]
+DOCS = [ROOT / "README.md", ROOT / "docs" / "DESIGN.md", ROOT / "docs" / "RESULTS.md"]
 PATH = re.compile(r"`((?:hyco2|bench|batch|ui|scripts|tests|docs|assets)/[\w./-]+|[\w-]+\.(?:py|sh|toml))`")
 DOTTED = re.compile(r"\bhyco2(?:\.[A-Za-z_]\w*)+")
 
@@ -39,3 +40,10 @@ def test_named_library_objects_exist(doc):
         else:
             missing.append(name)
     assert not missing, f"{doc.name} names missing objects: {missing}"
+
+
+def test_readme_is_short_and_leads_with_the_same_reader():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 250, "history belongs in docs/RESULTS.md"
+    results = text[text.index("## Results"):]
+    assert results.index("keep-all") < results.index("raw backbone, full context")

@@ -9,14 +9,15 @@ from pathlib import Path
 import pandas as pd
 
 from hyco2.backbone import DEFAULT_BACKBONE, PACKAGED_MODELS, cache_dir
-from hyco2.compressor import HyCo2Compressor
+from hyco2.compressor import DEFAULT_CHECKPOINT, HyCo2Compressor
+from hyco2.config import HyCo2Config
 from hyco2.errors import HyCo2Error
 from hyco2.highlight import highlight_words
 from hyco2.reader import HyCo2Reader
 from hyco2.settings import CompressionSettings
 from hyco2.text import DOCUMENT_SEPARATOR, as_text
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the clone (a Space's files): assets/ beside hyco2/
 EXAMPLES_DIR = ROOT / "assets" / "examples"
 MAX_UPLOAD_BYTES = 2_000_000
 
@@ -46,14 +47,23 @@ def get_compressor(model: str) -> HyCo2Compressor:
                                            device=AppConfig.device)
 
 
+def default_rate() -> float:
+    """The shipped checkpoint's default rate, the one the library and the CLI use when none is given."""
+    return HyCo2Config.load(DEFAULT_CHECKPOINT).default_rate if (DEFAULT_CHECKPOINT / "config.json").is_file() else 0.15
+
+
 def examples() -> list[list]:
-    """One row per question in assets/questions.jsonl: [context, question, rate]."""
+    """One row per question in assets/questions.jsonl: [context, question, rate] (none when the package
+    was installed without the clone's assets)."""
     rows = []
     qfile = ROOT / "assets" / "questions.jsonl"
+    if not qfile.is_file():
+        return rows
     for line in qfile.read_text(encoding="utf-8").splitlines():
         if line.strip():
             item = json.loads(line)
-            rows.append([(EXAMPLES_DIR / item["file"]).read_text(encoding="utf-8").strip(), item["question"], 0.2])
+            rows.append([(EXAMPLES_DIR / item["file"]).read_text(encoding="utf-8").strip(), item["question"],
+                         default_rate()])
     return rows
 
 

@@ -27,7 +27,7 @@ def build() -> gr.Blocks:
                 question = gr.Textbox(label="Question", elem_id="question")
             with gr.Column(scale=2):
                 control = gr.Radio(["rate", "budget", "threshold"], value="rate", label="Compression control")
-                rate = gr.Slider(0.05, 1.0, value=0.2, step=0.05, label="Keep rate (share of tokens kept verbatim)")
+                rate = gr.Slider(0.05, 1.0, value=callbacks.default_rate(), step=0.05, label="Keep rate (share of tokens kept verbatim)")
                 budget = gr.Number(value=32, precision=0, minimum=0, label="Token budget (kept tokens)")
                 threshold = gr.Slider(0.05, 0.95, value=0.5, step=0.05,
                                       label="Threshold (keep words with keep probability ≥ this; hyco2 only)")
