@@ -26,7 +26,7 @@ from .forward import friendly_oom
 from .modeling import HyCo2Model
 from .selection import Selector, keep_count
 from .settings import CompressionSettings
-from .text import DOCUMENT_SEPARATOR, as_text
+from .text import as_text
 from .transfer import HostCopy
 
 log = logging.getLogger(__name__)

@@ -97,6 +97,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if present; torchrun: its GPU)")
     p.add_argument("--quantize", default="none", choices=["auto", "4bit", "8bit", "none"])
+    p.add_argument("--held-out", type=int, default=0, metavar="N",
+                   help="keep N training questions (stage 3) or records (stages 1-2) out of training and report "
+                        "their loss at the end, in the summary and the checkpoint's config (default 0: the "
+                        "shipped recipe trained on every question)")
     p.add_argument("--no-resume", action="store_true", help="ignore saved stage states in --out")
     return p.parse_args(argv)
 
@@ -182,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"teacher cache ready: {len(cache)} questions", flush=True)
                 continue
             items = prepare_items(comp.backbone, qa, cache, args.target)
+            held, items = items[: args.held_out], items[args.held_out:]
             cfg = DistillConfig(target=args.target, batch_size=args.batch_size, lr=args.lr[i], steps=args.steps[i],
                                 minutes=args.minutes[i], max_paragraphs=args.max_paragraphs,
                                 max_context_tokens=args.max_context_tokens, kl_weight=args.kl_weight, seed=args.seed,
@@ -192,15 +197,17 @@ def main(argv: list[str] | None = None) -> int:
             barrier(world)
             print(f"stage instruct: {len(items)} questions, teacher {args.teacher}, target {args.target}, "
                   f"{world} process(es)", flush=True)
-            summaries.append(train_distill(comp, items, cfg, out, rank=rank, world=world))
+            summaries.append(train_distill(comp, items, cfg, out, rank=rank, world=world, held_out=held))
             continue
         if rank != 0:
             continue  # the small pretraining stages run on one device
         cfg = StageConfig(name=name, steps=args.steps[i], lr=args.lr[i], batch_size=args.batch_size,
                           max_minutes=args.minutes[i])
         records = make_records(name, texts, rng)
+        held, records = records[: args.held_out], records[args.held_out:]
         print(f"stage {name}: {len(records)} records, {cfg.steps} steps", flush=True)
-        summaries.append(Trainer(comp, out, seed=args.seed).run_stage(cfg, records, resume=not args.no_resume))
+        summaries.append(Trainer(comp, out, seed=args.seed).run_stage(cfg, records, resume=not args.no_resume,
+                                                                      held_out=held))
     if rank == 0:
         save_checkpoint(comp, args, out, summaries, qa, texts, exclude, world)
     barrier(world)
@@ -215,7 +222,7 @@ def save_checkpoint(comp, args, out: Path, summaries, qa, texts, exclude, world:
     config.trained = True
     dev = comp.backbone.device
     config.training = {
-        "stages": [{k: s[k] for k in s if k not in ("history", "config")} for s in summaries],
+        "stages": [{k: s[k] for k in s if k not in ("history", "config", "held_out_history")} for s in summaries],
         "qa_files": [Path(q).name for q in args.qa], "excluded_articles": sorted(exclude),
         "qa_examples": len(qa), "sample_questions": args.sample_questions, "text_paragraphs": len(texts),
         "seed": args.seed, "batch_size": args.batch_size,

@@ -18,7 +18,6 @@ import hashlib
 import json
 import logging
 import random
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from ..prompting import KEPT, SOFT, left_pad, prompt_parts, qa_user_text, with_g
 from ..selection import keep_count, select_words_by_budget
 from ..text import DOCUMENT_SEPARATOR
 from .data import QAExample
+from .loop import STATE_NAME, LoopConfig, train
 from .trainer import saliency_labels, upper_layer_attention
 
 log = logging.getLogger(__name__)
@@ -503,109 +503,57 @@ def _pad(rows: list[torch.Tensor], value: int) -> torch.Tensor:
 
 # ---------------------------------------------------------------------------------------------- loop
 def train_distill(compressor, items: list[Item], cfg: DistillConfig, out_dir: Path, *, rank: int = 0,
-                  world: int = 1, progress: bool = True) -> dict[str, Any]:
-    """The stage-3 loop (nanoGPT-style): AdamW, warm-up then linear decay, resumable, data-parallel.
+                  world: int = 1, progress: bool = True, held_out: list[Item] | None = None) -> dict[str, Any]:
+    """Stage 3 on the one loop (:func:`hyco2.training.loop.train`): this stage's step draws a batch from
+    a pool bucketed by context length and returns its distillation loss.
 
     With ``world > 1`` (torchrun) each rank draws its own batches and DDP averages the gradients;
-    ``cfg.batch_size`` is per rank. With ``cfg.minutes`` the step count is sized at step 30 from the
-    speed of steps 10-29 (the slowest rank's), so the schedule ends at zero when time runs out.
+    ``cfg.batch_size`` is per rank. ``held_out`` items (never trained on) give the held-out loss.
     """
     bb, model = compressor.backbone, compressor.model
     dev = bb.device
-    params = list(model.parameters())
-    for p in params:
-        p.requires_grad_(True)
-    model.train()
-    head = {id(p) for p in model.classifier.parameters()}
-    opt = torch.optim.AdamW([{"params": [p for p in params if id(p) not in head], "lr": cfg.lr},
-                             {"params": [p for p in params if id(p) in head], "lr": cfg.lr * cfg.classifier_lr_mult}],
-                            weight_decay=0.01)
-    base_lrs = [g["lr"] for g in opt.param_groups]
-    state_file = out_dir / "instruct" / "trainer_state.pt"
-    step, seen, total = 0, 0, cfg.steps
-    if state_file.is_file():
-        state = torch.load(state_file, map_location=dev, weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        step, seen, total = state["step"], state["examples_seen"], state["total"]
-        log.warning("Resuming stage instruct at step %d (%d examples seen)", step, seen)
+    state_file = out_dir / "instruct" / STATE_NAME
+    start = torch.load(state_file, map_location="cpu", weights_only=False)["step"] if state_file.is_file() else 0
     ddp = model
     if world > 1:
         ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     step_fn = DistillStep(bb, ddp, items, cfg, model.config.num_soft_tokens,
-                          random.Random(cfg.seed * 1009 + rank * 7919 + step))
+                          random.Random(cfg.seed * 1009 + rank * 7919 + start))
     autocast = bf16_autocast(dev)
-    if cfg.compile:
-        bb.compile_layers()
     order: list[int] = []
     ready: list[tuple[list[int], list[tuple]]] = []
-    shuffle = random.Random(cfg.seed + rank + step)
-    history: list[dict[str, Any]] = []
-    t0, first = time.time(), step
-    bar = tqdm(total=total, initial=step, desc="instruct", disable=not progress or rank != 0, mininterval=5)
-    while step < total:
-        if step == first + 10:
-            t10 = time.time()  # steps 0-9 include compilation and allocator warm-up: not representative
-        if cfg.minutes is not None and step == first + 30:
-            per_step = (time.time() - t10) / 20
-            planned = torch.tensor([step + int((60 * cfg.minutes - (time.time() - t0)) / per_step)], device=dev)
-            if world > 1:
-                torch.distributed.all_reduce(planned, op=torch.distributed.ReduceOp.MIN)
-            total = min(total, int(planned))
-            bar.total = total
-        warm = max(1, int(0.03 * total))
-        mult = min((step + 1) / warm, max(0.0, (total - step) / max(1, total - warm)))
-        for g, lr in zip(opt.param_groups, base_lrs):
-            g["lr"] = lr * mult
+    shuffle = random.Random(cfg.seed + rank + start)
+
+    def step(_: int) -> tuple[torch.Tensor, dict[str, float]]:
         if not ready:  # a pool of batches, bucketed by context length
             pool = []
             while len(pool) < cfg.batch_size * cfg.bucket_pool:
                 if not order:
-                    order = list(range(len(items)))
+                    order.extend(range(len(items)))
                     shuffle.shuffle(order)
                 pool.append(order.pop())
-            ready = step_fn.batches(pool, cfg.batch_size)
+            ready.extend(step_fn.batches(pool, cfg.batch_size))
         batch, ctxs = ready.pop()
-        loss, metrics = step_fn(batch, autocast, ctxs)
-        loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(params, 1.0)
-        if torch.isfinite(loss) and torch.isfinite(norm):
-            opt.step()
-        opt.zero_grad(set_to_none=True)
-        step += 1
-        seen += cfg.batch_size * world
-        bar.update(1)
-        if step % 25 == 0 or step == total:
-            metrics.update(step=step, examples_seen=seen, seconds=round(time.time() - t0, 1))
-            history.append(metrics)
-            bar.set_postfix({k: f"{v:.3f}" for k, v in metrics.items() if k in ("nll", "kl", "bce", "rank")})
-        if rank == 0 and cfg.save_every and step % cfg.save_every == 0:
-            _save(state_file, model, opt, step, seen, total)
-    bar.close()
+        return step_fn(batch, autocast, ctxs)
+
+    def evaluate() -> dict[str, float]:
+        held = DistillStep(bb, model, held_out, cfg, model.config.num_soft_tokens, random.Random(cfg.seed))
+        rows = [held(list(range(i, min(i + cfg.batch_size, len(held_out)))), autocast)[1]
+                for i in range(0, len(held_out), cfg.batch_size)]
+        return {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
+
+    loop = LoopConfig(name="instruct", steps=cfg.steps, lr=cfg.lr, batch_size=cfg.batch_size,
+                      classifier_lr_mult=cfg.classifier_lr_mult, minutes=cfg.minutes, save_every=cfg.save_every)
     if cfg.compile:
-        bb.compile_layers(enable=False)
-    model.eval()
-    for p in params:
-        p.requires_grad_(False)
-    if rank == 0:
-        _save(state_file, model, opt, step, seen, total)
-    seconds = time.time() - t0
-    done = step - first
-    steady = (done - 10) * cfg.batch_size / (time.time() - t10) if done > 10 else None
-    return {"stage": "instruct", "steps_done": step, "examples_seen": seen, "seconds": round(seconds, 1),
-            "samples_per_s_per_gpu": round(done * cfg.batch_size / max(seconds, 1e-9), 1), "gpus": world,
-            "steady_samples_per_s_per_gpu": round(steady, 1) if steady else None, "batch_size": cfg.batch_size, "lr": cfg.lr,
-            "records": len(items), "final": history[-1] if history else {}, "history": history,
+        bb.compile_layers()
+    try:
+        summary = train(model, list(model.parameters()), step, loop, out_dir,
+                        evaluate=evaluate if held_out else None, rank=rank, world=world, progress=progress)
+    finally:
+        if cfg.compile:
+            bb.compile_layers(enable=False)
+    return {**summary, "records": len(items), "held_out_records": len(held_out or []),
             "target": cfg.target, "max_paragraphs": cfg.max_paragraphs, "rates": list(cfg.rates),
             "other_articles": cfg.other_articles, "kept_gap": model.config.kept_gap,
             "saliency_weight": cfg.saliency_weight, "rank_weight": cfg.rank_weight,
             "question_classifier": bool(model.config.classifier_question), "compiled_layers": cfg.compile}
-
-
-def _save(path: Path, model, opt, step: int, seen: int, total: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                "examples_seen": seen, "total": total}, tmp)
-    tmp.replace(path)
-

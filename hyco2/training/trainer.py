@@ -1,5 +1,5 @@
-"""The two pretraining stages over a frozen backbone (see docs/DESIGN.md, "Training stages");
-stage 3, instruction tuning, is in distill.py.
+"""The two pretraining stages' step over a frozen backbone (see docs/DESIGN.md, "Training stages"), run
+on the one loop (loop.py); stage 3's step, instruction tuning, is in distill.py.
 
 One step: the frozen backbone encodes the contexts (no grad); the adapter makes soft tokens and the
 classifier keep probabilities (grad); the student decoder reads soft + kept tokens and is scored on
@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import random
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ..compressor import HyCo2Compressor
 from ..forward import attention_implementation, bf16_autocast, end_of_turn, forward_on_targets
@@ -28,6 +25,7 @@ from ..prompting import (COMPLETION_INSTRUCTION, KEPT, PARAPHRASE_INSTRUCTIONS, 
                          prompt_parts)
 from ..selection import keep_count, select_words_by_budget
 from .data import split_for_completion
+from .loop import LoopConfig, train
 
 log = logging.getLogger(__name__)
 STAGES = ("paraphrase", "completion", "instruct")
@@ -140,7 +138,8 @@ class Trainer:
             return list(m.adapter.parameters())
         return list(m.parameters())
 
-    def step(self, cfg: StageConfig, batch: list[Record], rng: random.Random) -> dict[str, float]:
+    def step(self, cfg: StageConfig, batch: list[Record], rng: random.Random) -> tuple[torch.Tensor, dict[str, float]]:
+        """One batch's loss (not yet backpropagated: the loop does that) and its metrics."""
         bb, model = self.bb, self.c.model
         ctxs = [_truncate(tokenize_context(bb, r.context), cfg.max_context_tokens) for r in batch]
         enc = self.c.encoder.encode(ctxs, [r.question for r in batch])
@@ -172,9 +171,7 @@ class Trainer:
             loss = loss + cfg.kl_weight * kl + cfg.saliency_weight * bce
             metrics.update(kl=float(kl.detach()), bce=float(bce.detach()))
         metrics["loss"] = float(loss.detach())
-        if torch.isfinite(loss):
-            loss.backward()
-        return metrics
+        return loss, metrics
 
     def _teacher_terms(self, cfg, batch, ctxs, targets, s_logits, tmask, keep_logits):
         bb = self.bb
@@ -203,98 +200,41 @@ class Trainer:
             bce_terms.append(F.binary_cross_entropy_with_logits(keep_logits[i, :n], y))
         return kl, torch.stack(bce_terms).mean()
 
-    # ------------------------------------------------------------------ the loop
-    def run_stage(self, cfg: StageConfig, records: list[Record], resume: bool = True) -> dict[str, Any]:
+    # ------------------------------------------------------------------ the stage, on the one loop
+    def run_stage(self, cfg: StageConfig, records: list[Record], resume: bool = True,
+                  held_out: list[Record] | None = None) -> dict[str, Any]:
+        """Train one pretraining stage with :func:`hyco2.training.loop.train`; ``held_out`` records (never
+        trained on) give the held-out loss at the end."""
         if not records:
             raise ValueError(f"stage {cfg.name}: no training records")
-        stage_dir = self.out / cfg.name
-        params = self.trainable(cfg.name)
-        head = {id(p) for p in self.c.model.classifier.parameters()}
-        groups = [{"params": [p for p in params if id(p) not in head], "lr": cfg.lr},
-                  {"params": [p for p in params if id(p) in head], "lr": cfg.lr * cfg.classifier_lr_mult}]
-        opt = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=0.01)
-        # Linear decay to 0 over plan["total"] steps, 3% warm-up. With a time limit the total is re-sized
-        # after 10 steps from the measured speed, so the schedule still ends at 0 when time runs out.
-        plan = {"total": cfg.steps}
-
-        def lr_at(step: int) -> float:
-            warm = max(1, int(0.03 * plan["total"]))
-            return min((step + 1) / warm, max(0.0, (plan["total"] - step) / max(1, plan["total"] - warm)))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-        start_step = 0
-        state_file = stage_dir / "trainer_state.pt"
-        if resume and state_file.is_file():
-            state = torch.load(state_file, map_location=self.device, weights_only=False)
-            self.c.model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            start_step = state["step"]
-            plan["total"] = state.get("total", cfg.steps)
-            log.warning("Resuming stage %s at step %d", cfg.name, start_step)
         rng = random.Random(self.seed * 7919 + STAGES.index(cfg.name))
         order: list[int] = []
-        for p in params:
-            p.requires_grad_(True)
-        self.c.model.train()
-        t0 = time.time()
-        bar = tqdm(range(start_step, cfg.steps), desc=cfg.name, initial=start_step, total=cfg.steps)
-        step, last, skipped = start_step, {}, 0
-        for step in bar:
-            if step >= plan["total"] or (cfg.max_minutes is not None and time.time() - t0 > 60 * cfg.max_minutes):
-                log.warning("Stage %s: stopping at step %d (plan %d)", cfg.name, step, plan["total"])
-                break
-            if cfg.max_minutes is not None and step in (start_step + 10, start_step + 40):
-                # size the schedule to the time left: first from the start-up-heavy first 10 steps,
-                # then again from the speed of steps 10-40
-                now = time.time()
-                if step == start_step + 10:
-                    t10 = now
-                    per_step = (now - t0) / 10
-                else:
-                    per_step = (now - t10) / 30
-                left = 60 * cfg.max_minutes - (now - t0)
-                plan["total"] = min(cfg.steps, step + max(1, int(left / per_step)))
-                bar.total = plan["total"]
+
+        def step(_: int) -> tuple[torch.Tensor, dict[str, float]]:
             batch = []
             while len(batch) < cfg.batch_size:
                 if not order:
-                    order = list(range(len(records)))
+                    order.extend(range(len(records)))
                     rng.shuffle(order)
                 batch.append(records[order.pop()])
-            last = self.step(cfg, batch, rng)
-            norm = torch.nn.utils.clip_grad_norm_(params, 1.0)
-            if finite(last["loss"]) and torch.isfinite(norm):
-                opt.step()
-            else:  # one bad batch must not poison the weights: skip it and say so
-                skipped += 1
-                log.warning("Stage %s step %d: non-finite loss/gradient, step skipped", cfg.name, step)
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            bar.set_postfix({k: f"{v:.3f}" for k, v in last.items()})
-            if step % 20 == 0:
-                self.history.append({"stage": cfg.name, "step": step, **last})
-            if cfg.save_every and (step + 1) % cfg.save_every == 0:
-                self._save_state(stage_dir, opt, sched, step + 1, plan["total"])
-        else:
-            step = cfg.steps
-        self.c.model.eval()
-        for p in self.c.model.parameters():
-            p.requires_grad_(False)
-        self._save_state(stage_dir, opt, sched, step, plan["total"])
-        summary = {"stage": cfg.name, "steps_done": step, "seconds": round(time.time() - t0, 1),
-                   "records": len(records), "final": last, "skipped_steps": skipped, "config": asdict(cfg)}
-        (stage_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-        # the loss curve travels with the summary, as stage 3's does, into the run's history.json
-        return {**summary, "history": [h for h in self.history if h["stage"] == cfg.name]}
+            return self.step(cfg, batch, rng)
 
-    def _save_state(self, stage_dir: Path, opt, sched, step: int, total: int) -> None:
+        def evaluate() -> dict[str, float]:
+            eval_rng = random.Random(self.seed)  # the same rates and batches at every evaluation
+            rows = [self.step(cfg, held_out[i:i + cfg.batch_size], eval_rng)[1]
+                    for i in range(0, len(held_out), cfg.batch_size)]
+            return {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
+
+        loop = LoopConfig(name=cfg.name, steps=cfg.steps, lr=cfg.lr, batch_size=cfg.batch_size,
+                          classifier_lr_mult=cfg.classifier_lr_mult, minutes=cfg.max_minutes,
+                          save_every=cfg.save_every, log_every=20)
+        summary = train(self.c.model, self.trainable(cfg.name), step, loop, self.out,
+                        evaluate=evaluate if held_out else None, resume=resume)
+        summary.update(records=len(records), config=asdict(cfg))
+        summary["history"] = [{"stage": cfg.name, **h} for h in summary["history"]]
+        self.history.extend(summary["history"])
+        stage_dir = self.out / cfg.name
         stage_dir.mkdir(parents=True, exist_ok=True)
-        tmp = stage_dir / "trainer_state.pt.tmp"
-        torch.save({"model": self.c.model.state_dict(), "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(), "step": step, "total": total}, tmp)
-        tmp.replace(stage_dir / "trainer_state.pt")
-
-
-def finite(x: float) -> bool:
-    return not (math.isnan(x) or math.isinf(x))
+        (stage_dir / "summary.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "history"},
+                                                           indent=2))
+        return summary
