@@ -56,7 +56,10 @@ from pathlib import Path
 
 import torch
 
-from qa import PeakMemory, machine, sync
+
+if __package__ in (None, ""):  # python bench/batch.py: the repo root on the path, for the bench package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import PeakMemory, machine, sync  # noqa: E402
 from hyco2 import CompressionSettings, HyCo2Compressor
 from hyco2.backbone import QUANTIZE_CHOICES
 from hyco2.batching import length_batches
@@ -230,15 +233,10 @@ def host_profile(comp: HyCo2Compressor, texts: list[str], rate: float, batch_siz
 
 
 def batch_package():
-    """The repo's ``batch`` package (this script's own name, batch.py, shadows it on ``sys.path``)."""
+    """Batch mode's runner, devices and database modules (imported only by the rows that use them)."""
     import importlib
 
-    sys.path.insert(0, str(ROOT))
-    try:
-        return importlib.import_module("batch.runner"), importlib.import_module("batch.devices"), \
-            importlib.import_module("batch.db")
-    finally:
-        sys.path.remove(str(ROOT))
+    return tuple(importlib.import_module(f"hyco2.batch.{m}") for m in ("runner", "devices", "db"))
 
 
 class StandInPool:

@@ -13,7 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-from qa import SHARED, PeakMemory, machine
+
+if __package__ in (None, ""):  # python bench/long.py: the repo root on the path, for the bench package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import SHARED, PeakMemory, machine  # noqa: E402
 
 from hyco2 import HyCo2Compressor
 

@@ -15,9 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import platform
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -29,80 +27,13 @@ from hyco2.baselines import available_methods
 from hyco2.settings import CompressionSettings
 from hyco2.metrics import best_over_golds, contains, exact_match, f1_score
 from hyco2.modeling import HyCo2Model
-from hyco2.text import DOCUMENT_SEPARATOR
-from hyco2.training.data import DISTRACTORS, read_squad, with_distractors
-from report import NAMES  # bench/ is on sys.path: qa.py runs as a script beside report.py
+from hyco2.training.data import DISTRACTORS, with_distractors
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-SETS = {  # name -> [(file, articles or None for all)]
-    "default": [("squad-v2-dev-subset.json", ["Southern_California"]), ("xquad-en-subset.json", None)],
-    "socal": [("squad-v2-dev-subset.json", ["Southern_California"])],
-    "xquad": [("xquad-en-subset.json", None)],
-    # validation for choosing between training variants: articles of the training pool that the
-    # shipped recipe holds out of SQuAD v1.0 train (never the measurement set)
-    "validation": [("squad-v2-dev-subset.json", ["Normans", "Computational_complexity_theory"])],
-}
-
+if __package__ in (None, ""):  # python bench/qa.py: the repo root on the path, for the bench package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import NAMES, SETS, SHARED, PeakMemory, gold_position, load_items, machine  # noqa: E402
 
 FIRST = ("truncate", "longllmlingua", "llmlingua")  # measured first, in case a run hits its time limit
-
-
-class PeakMemory:
-    """Peak resident memory (CPU, sampled) or peak allocated GPU memory during a block, in MiB."""
-
-    def __init__(self, device: torch.device):
-        self.device, self.peak, self._stop = device, 0.0, threading.Event()
-
-    @staticmethod
-    def _rss() -> float:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * 4096 / 2**20
-
-    def _watch(self) -> None:
-        while not self._stop.wait(0.01):
-            self.peak = max(self.peak, self._rss())
-
-    def __enter__(self):
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        else:
-            self.peak = self._rss()
-            self._thread = threading.Thread(target=self._watch, daemon=True)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        if self.device.type == "cuda":
-            self.peak = torch.cuda.max_memory_allocated() / 2**20
-        else:
-            self._stop.set()
-            self._thread.join()
-
-
-def sync(device: torch.device) -> None:
-    """Wait for the GPU's queued work, so a wall-clock timing covers it (no-op on the CPU)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def machine() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name()
-    import os
-
-    return f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
-
-
-def load_items(set_name: str, data_dir: Path):
-    items = []
-    for name, articles in SETS[set_name]:
-        items += read_squad(data_dir / name, include=set(articles) if articles else None)
-    return items
-
-
-def gold_position(item) -> int:
-    """1-based place of the question's own paragraph among the paragraphs of its context."""
-    return item.context[: item.gold_start].count(DOCUMENT_SEPARATOR) + 1
 
 
 KEEP_ALL = "HyCo2 keep-all"  # soft tokens + every token (rate 1.0): the same reader, uncompressed
@@ -308,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.ablations, tuple(args.selectors), tuple(args.gaps), args.original_positions)
     log(f"wrote {out} in {time.time() - t0:.0f} s")
     if shards == 1:
-        from report import qa_tables  # noqa: PLC0415 - bench/ is on sys.path when run as a script
+        from bench.report import qa_tables  # noqa: PLC0415 - only for the printed tables
 
         print(qa_tables(json.loads(out.read_text())))
     return 0

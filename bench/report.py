@@ -16,10 +16,11 @@ import json
 import sys
 from pathlib import Path
 
-from hyco2.metrics import mean, nll_recovery, paired_bootstrap_ci, paired_ratio_ci
 
-NAMES = {"selective-context": "Selective Context", "llmlingua": "LLMLingua", "longllmlingua": "LongLLMLingua",
-         "mig": "COMI MIG", "truncate": "truncate", "random": "random"}
+if __package__ in (None, ""):  # python bench/report.py: the repo root on the path, for the bench package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import NAMES, gold_position, load_items  # noqa: E402
+from hyco2.metrics import mean, nll_recovery, paired_bootstrap_ci, paired_ratio_ci  # noqa: E402
 PEERS = ("truncate", "llmlingua", "longllmlingua")
 
 
@@ -208,8 +209,6 @@ def gold_positions(run: dict, k: int, data_dir: str | None = None) -> list[int] 
         return stored
     if data_dir is None or k == 1:
         return None
-    from qa import gold_position, load_items
-
     from hyco2.training.data import with_distractors
 
     base = load_items(run["set"], Path(data_dir))[: run.get("questions")]  # as qa.py: --limit, then distractors

@@ -10,7 +10,10 @@ import json
 import sys
 from pathlib import Path
 
-from qa import SHARED, machine
+
+if __package__ in (None, ""):  # python bench/selection.py: the repo root on the path, for the bench package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import SHARED, machine  # noqa: E402
 from hyco2 import HyCo2Compressor
 from hyco2.baselines import available_methods
 from hyco2.metrics import normalize_answer

@@ -24,7 +24,10 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from qa import SHARED, PeakMemory, machine, sync
+
+if __package__ in (None, ""):  # python bench/train_step.py: the repo root on the path, for the bench package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import SHARED, PeakMemory, machine, sync  # noqa: E402
 from hyco2 import HyCo2Compressor
 from hyco2.forward import bf16_autocast
 from hyco2.classifier import add_question_match

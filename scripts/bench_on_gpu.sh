@@ -14,22 +14,22 @@
 set -euo pipefail
 source scripts/gpu_model.sh bench
 CKPT=${1:?checkpoint folder}; shift
-OUT=${OUT:-/root/work/out}; B=/root/work/bench; mkdir -p "$OUT" $B
+OUT=${OUT:-$WORK/out}; B=$WORK/bench; mkdir -p "$OUT" $B
 for K in ${PARAGRAPHS:-1 5}; do
   extra_var=ARGS_K$K; extra=${!extra_var:-}
   for i in $(seq 0 $((NGPU - 1))); do
-    CUDA_VISIBLE_DEVICES=$i timeout "${BENCH_TIMEOUT:-480}" python3 bench/qa.py --data-dir /root/data \
+    CUDA_VISIBLE_DEVICES=$i timeout "${BENCH_TIMEOUT:-480}" python3 bench/qa.py --data-dir $DATA \
       --checkpoint "$CKPT" --paragraphs "$K" --shard "$i/$NGPU" --batch-size 64 --out $B/k$K-s$i.json "$@" $extra \
       > $B/k$K-s$i.log 2>&1 &
   done
 done
 if [ -n "${VALIDATION:-}" ]; then
-  CUDA_VISIBLE_DEVICES=0 timeout "${BENCH_TIMEOUT:-480}" python3 bench/qa.py --data-dir /root/data --set validation \
+  CUDA_VISIBLE_DEVICES=0 timeout "${BENCH_TIMEOUT:-480}" python3 bench/qa.py --data-dir $DATA --set validation \
     --checkpoint "$CKPT" --paragraphs 1 --batch-size 64 --out $B/val.json $VALIDATION > $B/val.log 2>&1 &
 fi
 wait || true
 if [ -n "${VALIDATION:-}" ]; then
-  python3 bench/report.py $B/val.json --data-dir /root/data > "$OUT/val.md" 2>&1 || true; cp $B/val.json "$OUT/" || true
+  python3 bench/report.py $B/val.json --data-dir $DATA > "$OUT/val.md" 2>&1 || true; cp $B/val.json "$OUT/" || true
 fi
 tr '\r' '\n' < $B/k1-s0.log | grep -v -E '^\s*$|Loading' | tail -n 4 || true
 python3 bench/report.py --merge $B/k*-s*.json --out "$OUT/qa-gpu.json" > "$OUT/qa-gpu.md"
@@ -37,12 +37,12 @@ cat "$OUT/qa-gpu.md"
 (cd $B && tar czf "$OUT/bench-logs.tgz" *.log)
 if [ -n "${BATCH_BENCH:-}" ]; then
   export TOKENIZERS_PARALLELISM=true  # as a user's run has it (the training calls turn it off)
-  python3 bench/batch.py --data /root/data/squad-v1.0-train.json.gz --out "$OUT/batch-gpu.json" $BATCH_BENCH \
+  python3 bench/batch.py --data $DATA/squad-v1.0-train.json.gz --out "$OUT/batch-gpu.json" $BATCH_BENCH \
     > "$OUT/batch-gpu.md" 2>&1 || true
   grep -v Warning "$OUT/batch-gpu.md" | tail -n 40
   if [ -n "${BATCH_BASE:-}" ]; then
     ln -sfn "$PWD/hyco2/checkpoints" "$BATCH_BASE/hyco2/checkpoints"
-    PYTHONPATH=/tmp/site:$PWD/$BATCH_BASE python3 "$BATCH_BASE/bench/batch.py" --data /root/data/squad-v1.0-train.json.gz \
+    PYTHONPATH=/tmp/site:$PWD/$BATCH_BASE python3 "$BATCH_BASE/bench/batch.py" --data $DATA/squad-v1.0-train.json.gz \
       --out "$OUT/batch-gpu-base.json" ${BASE_ARGS:-$BATCH_BENCH} > "$OUT/batch-gpu-base.md" 2>&1 || true
     grep -v Warning "$OUT/batch-gpu-base.md" | tail -n 12
   fi

@@ -19,10 +19,10 @@ export OMP_NUM_THREADS=1 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True  # man
 # Seen on one H200 (session 9): 14 processes at once (bench shards + 4 cache builders with eager attention at
 # batch 128) ran out of the card's 140 GB, and the cache of 16k questions took 338 s: keep the cache to two
 # processes at batch 64, and do not bench beside it.
-W=/root/work; mkdir -p $W/bench; OUT=${OUT:-$W/out}; mkdir -p "$OUT"
+W=$WORK; mkdir -p $W/bench; OUT=${OUT:-$W/out}; mkdir -p "$OUT"
 END=$(( $(date +%s) + ${2:-560} ))
 SHIPPED=${BASE:-hyco2/checkpoints/smollm2-135m-instruct}  # BASE=FOLDER starts from another checkpoint (s7 came from s6, commit 738ee30)
-QA="--qa /root/data/squad-v1.0-train.json.gz --exclude-articles Southern_California Normans Computational_complexity_theory"
+QA="--qa $DATA/squad-v1.0-train.json.gz --exclude-articles Southern_California Normans Computational_complexity_theory"
 RECIPE="--teacher self --target ${TARGET:-filtered} --rank-weight 1 --max-paragraphs ${PARAS:-10} --batch-size ${BATCH:-128}"
 GAP=${KEPT_GAP:- …}
 K1_SHARDS=${K1_SHARDS:-4}; K10_SHARDS=${K10_SHARDS:-8}
@@ -31,7 +31,7 @@ left() { echo $(( END - $(date +%s) )); }
 bench() {  # NAME SHARDS K TIMEOUT ARGS...: bench/qa.py shards in the background, one file each
   local name=$1 n=$2 k=$3 t=$4; shift 4
   for i in $(seq 0 $((n - 1))); do
-    timeout "$t" python3 bench/qa.py --data-dir /root/data --paragraphs "$k" --shard "$i/$n" --batch-size 64 \
+    timeout "$t" python3 bench/qa.py --data-dir $DATA --paragraphs "$k" --shard "$i/$n" --batch-size 64 \
       --out $W/bench/$name-s$i.json "$@" > $W/bench/$name-s$i.log 2>&1 &
   done
 }

@@ -16,18 +16,23 @@
 # .gpu/p4 again.
 set -euo pipefail
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1  # never NVLink multicast
-export PYTHONUNBUFFERED=1 HYCO2_CACHE=/root/hyco2-cache TOKENIZERS_PARALLELISM=false
+# Where things go on the lent machine (any writable place works; these are the defaults):
+HOME_DIR=${GPU_HOME:-/root}
+MODEL_DIR=${MODEL_DIR:-$HOME_DIR/m}    # the model's parts, then the whole .gguf
+DATA=${DATA:-$HOME_DIR/data}           # the data files, as the bench scripts' --data-dir
+WORK=${WORK:-$HOME_DIR/work}           # runs, shards and logs
+export PYTHONUNBUFFERED=1 HYCO2_CACHE=${HYCO2_CACHE:-$HOME_DIR/hyco2-cache} TOKENIZERS_PARALLELISM=false
 case "${1:-}" in
-  part1|part2|part3) mkdir -p /root/m && cp .gpu/p${1#part}/gg.* /root/m/ && ls -la /root/m && exit 0 ;;
+  part1|part2|part3) mkdir -p $MODEL_DIR && cp .gpu/p${1#part}/gg.* $MODEL_DIR/ && ls -la $MODEL_DIR && exit 0 ;;
 esac
-if [ ! -f /root/m/model.gguf ] && [ -f .gpu/p4/sha256 ]; then
-  cat /root/m/gg.a? .gpu/p4/gg.a? > /root/m/model.gguf \
-    && echo "$(cat .gpu/p4/sha256)  /root/m/model.gguf" | sha256sum -c - || { rm -f /root/m/model.gguf; exit 3; }
+if [ ! -f $MODEL_DIR/model.gguf ] && [ -f .gpu/p4/sha256 ]; then
+  cat $MODEL_DIR/gg.a? .gpu/p4/gg.a? > $MODEL_DIR/model.gguf \
+    && echo "$(cat .gpu/p4/sha256)  $MODEL_DIR/model.gguf" | sha256sum -c - || { rm -f $MODEL_DIR/model.gguf; exit 3; }
 fi
-if [ ! -f /root/m/model.gguf ]; then echo "no model: run part1, part2 and part3 first, then carry .gpu/p4 (machine went cold?)" >&2; exit 3; fi
+if [ ! -f $MODEL_DIR/model.gguf ]; then echo "no model: run part1, part2 and part3 first, then carry .gpu/p4 (machine went cold?)" >&2; exit 3; fi
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpu/whl/*.whl 2>&1 | grep -v WARNING || true
 export PYTHONPATH=/tmp/site:$PWD
-mkdir -p /root/data && cp -n .gpu/data/* /root/data/ 2>/dev/null || true
-[ -f $HYCO2_CACHE/backbones/smollm2-135m-instruct/config.json ] || python3 -c "from hyco2.backbone import convert_gguf, cache_dir; convert_gguf('/root/m/model.gguf', cache_dir() / 'backbones' / 'smollm2-135m-instruct')" 2>&1 | grep -v 'it/s' || true
+mkdir -p $DATA && cp -n .gpu/data/* $DATA/ 2>/dev/null || true
+[ -f $HYCO2_CACHE/backbones/smollm2-135m-instruct/config.json ] || python3 -c "from hyco2.backbone import convert_gguf, cache_dir; convert_gguf('$MODEL_DIR/model.gguf', cache_dir() / 'backbones' / 'smollm2-135m-instruct')" 2>&1 | grep -v 'it/s' || true
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 NGPU=$(nvidia-smi -L | wc -l)

@@ -12,13 +12,12 @@ set -euo pipefail
 source scripts/gpu_model.sh bench
 export TOKENIZERS_PARALLELISM=true
 DOCS=${1:?how many SQuAD paragraphs}; shift
-OUT=${OUT:-/root/work/out}; F=/root/work/cli-docs; mkdir -p "$OUT"; rm -rf $F /root/work/cli.db*; mkdir -p $F
-python3 - "$DOCS" $F <<'PY'
+OUT=${OUT:-$WORK/out}; F=$WORK/cli-docs; mkdir -p "$OUT"; rm -rf $F $WORK/cli.db*; mkdir -p $F
+python3 - "$DOCS" $F "$DATA" <<'PY'
 import sys
 from pathlib import Path
-sys.path.insert(0, "bench")
-from batch import paragraphs, write_documents  # bench/batch.py: the same folder as its CLI rows
-write_documents(paragraphs(Path("/root/data/squad-v1.0-train.json.gz"), int(sys.argv[1])), Path(sys.argv[2]))
+from bench.batch import paragraphs, write_documents  # the same folder as bench/batch.py's CLI rows
+write_documents(paragraphs(Path(sys.argv[3]) / "squad-v1.0-train.json.gz", int(sys.argv[1])), Path(sys.argv[2]))
 PY
 SPY=/tmp/spy/py-spy  # the wheel's binary, taken out of the wheel (no pip install needed)
 if [ ! -x $SPY ]; then
@@ -26,4 +25,4 @@ if [ ! -x $SPY ]; then
   cp /tmp/spy/whl/py_spy-*.data/scripts/py-spy $SPY && chmod +x $SPY
 fi
 $SPY record -r 50 --gil -f raw -o "$OUT/cli-main.raw" -- \
-  python3 -m hyco2.batch compress $F --db /root/work/cli.db --no-progress "$@"
+  python3 -m hyco2.batch compress $F --db $WORK/cli.db --no-progress "$@"

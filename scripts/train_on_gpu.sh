@@ -3,13 +3,13 @@
 # one-time preparation and the two calls that bring the model. Then, in a third call:
 #   bash scripts/train_on_gpu.sh ablate SECONDS   four stage-3 variants (V0..V3, one GPU each on 4 GPUs) from the
 #                 shipped checkpoint, after a teacher cache built on all GPUs; done SECONDS after the start;
-#                 the checkpoints stay in /root/work/v*/checkpoint for a bench call on the same warm machine
+#                 the checkpoints stay in $WORK/v*/checkpoint for a bench call on the same warm machine
 #   bash scripts/train_on_gpu.sh profile SECONDS   the teacher cache, then bench/train_step.py on GPU 0 (where a
 #                 step's time goes; samples/s by batch size, and with torch.compile), while GPU 1 times
-#                 bench/long.py (100k tokens); the step table stays in /root/work for a later ddp call
+#                 bench/long.py (100k tokens); the step table stays in $WORK for a later ddp call
 #   bash scripts/train_on_gpu.sh ddp SECONDS [INIT]   stage 3 on all GPUs with torchrun (DDP), resumable; the
 #                 teacher cache first, then training sized to end SECONDS after the call's start
-#                 (TARGET=gold|filtered|teacher, PARAS=max paragraphs, RUN=folder name under /root/work (default
+#                 (TARGET=gold|filtered|teacher, PARAS=max paragraphs, RUN=folder name under $WORK (default
 #                 ddp; a new name to continue from an earlier call's checkpoint); BATCH=N per GPU, or auto: the fastest
 #                 row of an earlier profile call, or max: 512 on cards of > 120 GB (H200), else 256 (peak memory
 #                 grows ~linearly: 53 GB at 256); the learning rate scaled by sqrt(N/64); checkpoint under $OUT)
@@ -17,9 +17,9 @@
 set -euo pipefail
 phase=${1:?usage: train_on_gpu.sh part1|part2|ablate SECONDS|profile SECONDS|ddp SECONDS [INIT]}
 source scripts/gpu_model.sh "$phase"
-W=/root/work; mkdir -p $W; OUT=${OUT:-$W/out}; mkdir -p "$OUT"
+W=$WORK; mkdir -p $W; OUT=${OUT:-$W/out}; mkdir -p "$OUT"
 SHIPPED=hyco2/checkpoints/smollm2-135m-instruct
-QA="--qa /root/data/squad-v1.0-train.json.gz --exclude-articles Southern_California Normans Computational_complexity_theory"
+QA="--qa $DATA/squad-v1.0-train.json.gz --exclude-articles Southern_California Normans Computational_complexity_theory"
 show() { tr '\r' '\n' < "$1" | grep -v -E '^\s*$|Loading weights' | tail -n "${2:-4}" || true; }
 cache() {  # the full-context teacher's answers for every training question: two processes a GPU
   N=$((2 * NGPU))
@@ -56,9 +56,9 @@ if [ "$phase" = ablate ]; then
 elif [ "$phase" = profile ]; then
   END=$(( $(date +%s) + ${2:-330} ))
   t0=$(date +%s); cache; echo "teacher cache: $(( $(date +%s) - t0 )) s"
-  [ "$NGPU" -gt 1 ] && (CUDA_VISIBLE_DEVICES=1 python3 bench/long.py --data /root/data/enwiki-head.jsonl.gz \
+  [ "$NGPU" -gt 1 ] && (CUDA_VISIBLE_DEVICES=1 python3 bench/long.py --data $DATA/enwiki-head.jsonl.gz \
     --device cuda --out "$OUT/long-gpu.json" > $W/long-gpu.md 2>$W/long-gpu.log; cp $W/long-gpu.md "$OUT/") &
-  CUDA_VISIBLE_DEVICES=0 timeout $(( END - $(date +%s) )) python3 bench/train_step.py --teacher-cache $W/cache/teacher --qa /root/data/squad-v1.0-train.json.gz \
+  CUDA_VISIBLE_DEVICES=0 timeout $(( END - $(date +%s) )) python3 bench/train_step.py --teacher-cache $W/cache/teacher --qa $DATA/squad-v1.0-train.json.gz \
     --batch-sizes ${BATCHES:-64 128 256} --compile --out "$OUT/train-step.json" > $W/train-step.md 2>$W/train-step.log || true
   wait
   cp $W/train-step.md "$OUT/"; cat $W/train-step.md; show $W/train-step.log 5; cat $W/long-gpu.md 2>/dev/null || true
@@ -76,7 +76,7 @@ elif [ "$phase" = ddp ]; then
   LR=$(python3 -c "import sys; b = int(sys.argv[sys.argv.index('--batch-size') + 1]); print(1e-4 * (b / 64) ** 0.5)" $STEP)
   M=$(python3 -c "print(round(($END - $(date +%s) - 75) / 60, 2))")  # ~60 s data loading, 15 s saving
   echo "training for $M minutes on $NGPU GPUs:$STEP --lr 0 0 $LR"
-  R=${RUN:-ddp}  # a second call on the same warm machine: RUN=ddp2 ... ddp SECONDS /root/work/ddp/checkpoint
+  R=${RUN:-ddp}  # a second call on the same warm machine: RUN=ddp2 ... ddp SECONDS $WORK/ddp/checkpoint
   torchrun --nproc-per-node "$NGPU" -m hyco2.training --stage instruct --teacher backbone --out $W/$R --init "$INIT" $QA \
     --teacher-cache $W/cache/teacher --target "${TARGET:-filtered}" --max-paragraphs "${PARAS:-8}" \
     --steps 0 0 1000000 --minutes 0 0 "$M" $STEP --lr 0 0 "$LR" ${EXTRA:-} > $W/train-$R.log 2>&1

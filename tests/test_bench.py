@@ -1,10 +1,5 @@
-"""bench/report.py: merging shards of a run and the table's derived figures."""
-import importlib.util
-from pathlib import Path
-
-_spec = importlib.util.spec_from_file_location("report", Path(__file__).resolve().parents[1] / "bench" / "report.py")
-report = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(report)
+"""bench/report.py: merging shards of a run and the table's derived figures; bench/batch.py's host profile."""
+import bench.report as report
 
 
 def _row(name, mode, f1, nll, k=1, rate=None):
@@ -75,12 +70,8 @@ def test_combine_adds_another_checkpoints_rows_over_the_same_questions(tmp_path)
 
 
 def test_host_profile_times_the_host_work_and_puts_the_model_back(tiny):
-    import sys
+    import bench.batch as batch_bench
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))  # bench/batch.py imports its sibling qa.py
-    _b = importlib.util.spec_from_file_location("batch_bench", Path(__file__).resolve().parents[1] / "bench" / "batch.py")
-    batch_bench = importlib.util.module_from_spec(_b)
-    _b.loader.exec_module(batch_bench)
     texts = ["The lighthouse was built in 1872 by Maria Lindqvist.", "Rye sourdough ferments for 36 hours.",
              "The comet returns about every 74 years."]
     before = tiny.compress_batch(texts, None, rate=0.3)

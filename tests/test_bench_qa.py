@@ -1,32 +1,25 @@
 """bench/qa.py's rows on the tiny model: the same-reader reference, the reader-format and selection
 ablations, and peers at the same total budget, each row over the same questions."""
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import TEST_DATA
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
 @pytest.fixture(scope="module")
 def qa():
-    sys.path.insert(0, str(BENCH))  # qa.py imports report.py as its neighbour, as when run as a script
-    try:
-        spec = importlib.util.spec_from_file_location("bench_qa", BENCH / "qa.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path.remove(str(BENCH))
+    import bench.qa
+
+    return bench.qa
 
 
 def test_every_row_over_the_same_questions_with_the_same_reader_reference(qa, tiny):
-    base = qa.read_squad(TEST_DATA / "squad-mini.json")
-    items = qa.with_distractors(base, 2, seed=0, distractors="other", max_chars=900)[:3]  # one tiny window
+    from hyco2.training.data import read_squad, with_distractors
+
+    base = read_squad(TEST_DATA / "squad-mini.json")
+    items = with_distractors(base, 2, seed=0, distractors="other", max_chars=900)[:3]  # one tiny window
     rows: list[dict] = []
     qa.run_setting(tiny, {}, items, 2, [0.3], ["truncate"], {"batch_size": 2, "max_new_tokens": 3},
                    lambda msg: None, rows, lambda: None, phrases=0.0, selectors=("longllmlingua",), gaps=(" …",),
