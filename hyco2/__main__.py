@@ -9,7 +9,8 @@ from pathlib import Path
 
 from .backbone import DEFAULT_BACKBONE, QUANTIZE_CHOICES
 from .errors import ContextTooLongError, HyCo2Error
-from .settings import CompressionSettings, add_arguments
+from .settings import CompressionSettings, add_arguments, whole_number
+from .text import as_text
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -25,7 +26,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m hyco2", description="HyCo2 hybrid context compression.")
+    p = argparse.ArgumentParser(prog="hyco2", description="HyCo2 hybrid context compression.")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("prepare", help="convert the packaged default model once (so the first run is fast)")
     sub.add_parser("methods", help="list the compression methods")
@@ -34,17 +35,27 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="print the full result as JSON")
     a = sub.add_parser("answer", help="answer a question from the full and the compressed context, side by side")
     _common(a)
-    a.add_argument("--max-new-tokens", type=int, default=32)
+    a.add_argument("--max-new-tokens", type=whole_number(1), default=32, help="longest answer, in tokens")
     return p
 
 
-def _read(path: str) -> bytes:
+def _read(path: str) -> str:
+    """A context file as checked text, before any model loads: a folder, a pipe or device, bytes that are
+    not UTF-8 and binary data are each a one-line error."""
+    import os
+    import stat
+
     if path == "-":
-        return sys.stdin.buffer.read()
+        return as_text(sys.stdin.buffer.read(), "standard input")
     file = Path(path)
-    if not file.is_file():
+    if file.is_dir():
+        raise HyCo2Error(f"{path} is a folder: give a text file (batch mode reads folders: hyco2-batch).")
+    if not file.exists():
         raise HyCo2Error(f"No such file: {path}")
-    return file.read_bytes()
+    if not stat.S_ISREG(os.stat(file).st_mode):
+        raise HyCo2Error(f"{path} is not a regular file (a named pipe or device): give a text file, or '-' "
+                         f"for standard input.")
+    return as_text(file.read_bytes(), path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,8 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         from .reader import HyCo2Reader
 
         # cheap checks before the model loads
-        if args.command == "answer" and not args.question:
+        if args.command == "answer" and args.question is None:
             raise HyCo2Error("answer needs a question: -q 'your question'")
+        if args.question is not None and not args.question.strip():
+            raise HyCo2Error("The question is empty: -q 'your question' (compress: leave -q out for none).")
         settings = CompressionSettings.from_args(args)
         texts = [_read(f) for f in args.files]
         source = {"documents": texts} if len(texts) > 1 else {"context": texts[0]}

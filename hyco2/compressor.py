@@ -21,7 +21,7 @@ from .classifier import ClassifierSelector
 from .batching import length_batches
 from .chunking import chunk_bounds, join_documents, sub_context
 from .encoder import ContextEncoder, TokenizedContext, tokenize_context, tokenize_contexts
-from .errors import ContextTooLongError, EmptyInputError, InvalidSettingError
+from .errors import CheckpointError, ContextTooLongError, EmptyInputError, InvalidSettingError
 from .forward import friendly_oom
 from .modeling import HyCo2Model
 from .selection import Selector, keep_count
@@ -185,8 +185,15 @@ class HyCo2Compressor:
             ckpt_dir = Path(checkpoint)
         else:
             ckpt_dir = default
-        if model is None and ckpt_dir is not None and (ckpt_dir / "config.json").is_file():
-            model = HyCo2Config.load(ckpt_dir).backbone
+        if ckpt_dir is not None and not (ckpt_dir / "config.json").is_file():
+            raise CheckpointError(f"{ckpt_dir} is not a HyCo2 checkpoint: it needs config.json and "
+                                  f"model.safetensors (a folder that save_pretrained or hyco2.training wrote).")
+        if ckpt_dir is not None:
+            try:
+                config = HyCo2Config.load(ckpt_dir)
+            except (ValueError, TypeError) as exc:  # broken JSON, unknown keys, a newer format
+                raise CheckpointError(f"{ckpt_dir / 'config.json'} is not a valid HyCo2 config: {exc}") from None
+            model = model or config.backbone
         backbone = backbone or load_backbone(model or DEFAULT_BACKBONE, quantize=quantize, device=device)
         if checkpoint is None and ckpt_dir is not None:
             # The shipped checkpoint serves any copy of its backbone (e.g. the same model by hub id);
@@ -304,6 +311,13 @@ class HyCo2Compressor:
         """
         s = self.settings(settings, rate=rate, budget=budget, threshold=threshold, method=method,
                           selector=selector, seed=seed, phrases=phrases)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidSettingError(f"batch_size must be a whole number ≥ 1, not {batch_size!r}.")
+        if batch_tokens is not None and (isinstance(batch_tokens, bool) or not isinstance(batch_tokens, int)
+                                         or batch_tokens < 1):
+            raise InvalidSettingError(f"batch_tokens must be a whole number ≥ 1 or None, not {batch_tokens!r}.")
+        if isinstance(contexts, (str, bytes)):
+            raise InvalidSettingError("compress_batch() takes a list of contexts; for one text use compress().")
         if not contexts:
             return []
         questions = list(questions) if questions is not None else [None] * len(contexts)

@@ -124,6 +124,19 @@ class CompressionSettings:
         return cls.build(**{k: v for k, v in vars(args).items() if k in names})
 
 
+def whole_number(minimum: int):
+    """An argparse type: a whole number ≥ ``minimum``, or argparse's one-line error (exit 2)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {value}")
+        return value
+    return parse
+
+
 def add_arguments(parser: argparse.ArgumentParser, *, selector: bool = True, phrases: bool = True,
                   budget_help: str = "number of context tokens kept verbatim") -> None:
     """The compression options every command line shares (CLI, batch); read back with ``from_args``."""
@@ -141,4 +154,4 @@ def add_arguments(parser: argparse.ArgumentParser, *, selector: bool = True, phr
         parser.add_argument("--phrases", type=float, default=None,
                             help=f"0-1: kept words pull in their neighbours (HyCo2's classifier only; default "
                                  f"{DEFAULT_PHRASES}, 0 = off)")
-    parser.add_argument("--seed", type=int, default=None, help="seed for methods that draw (random)")
+    parser.add_argument("--seed", type=whole_number(0), default=None, help="seed for methods that draw (random)")

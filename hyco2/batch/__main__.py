@@ -5,16 +5,17 @@ import argparse
 import csv
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 from hyco2.backbone import QUANTIZE_CHOICES, default_device
 from hyco2.errors import HyCo2Error
-from hyco2.settings import CompressionSettings, add_arguments
+from hyco2.settings import CompressionSettings, add_arguments, whole_number
 
 from .db import open_db
 from .devices import DevicePool, parse_devices
-from .documents import DEFAULT_MAX_BYTES, JSON_FIELDS
+from .documents import DEFAULT_MAX_BYTES, JSON_FIELDS, discover
 from .ray_engine import RayPool
 from .runner import GENERIC_QUESTION_NOTE, BatchRunner, BatchSettings
 
@@ -30,6 +31,48 @@ Examples:
   python -m hyco2.batch report out.db
   python -m hyco2.batch export out.db --format csv --out kept.csv
 """
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_db(path: str, *, create: bool) -> None:
+    """The database path, checked before any model loads: an existing SQLite file, or (``create``) a new
+    file in a folder that exists and can be written."""
+    p = Path(path)
+    if p.exists():
+        if not p.is_file():
+            raise HyCo2Error(f"--db {path} is not a file (a folder?): give the path of a SQLite file.")
+        with open(p, "rb") as fh:
+            head = fh.read(16)
+        if head and head != SQLITE_HEADER:
+            raise HyCo2Error(f"--db {path} is not a SQLite database: give a new file name or an earlier run's "
+                             f"database.")
+        if create and not os.access(p, os.W_OK):
+            raise HyCo2Error(f"--db {path} is read-only: give a file you can write.")
+        return
+    if not create:
+        raise HyCo2Error(f"No such database: {path}")
+    folder = p.parent if str(p.parent) else Path(".")
+    if not folder.is_dir():
+        raise HyCo2Error(f"--db {path}: the folder {folder} does not exist; create it first.")
+    if not os.access(folder, os.W_OK):
+        raise HyCo2Error(f"--db {path}: the folder {folder} cannot be written; choose another place.")
+
+
+def run_lock(db_path: str):
+    """One writing run per database at a time: a second run waits for the first (and says so), then
+    skips what it did. Taken before the model loads; released when the run ends, or by the OS if it dies."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(f"{db_path}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        print(f"another hyco2-batch run is writing to {db_path}: waiting for it to finish (Ctrl-C to stop)",
+              file=sys.stderr, flush=True)
+        lock.acquire()
+    return lock
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,16 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--checkpoint", default=None, help="HyCo2 checkpoint folder (default: the shipped one)")
     c.add_argument("--quantize", default="auto", choices=QUANTIZE_CHOICES)
     c.add_argument("--device", default=None)
-    c.add_argument("--batch-size", type=int, default=None,
+    c.add_argument("--batch-size", type=whole_number(1), default=None,
                    help="chunks per forward; halves itself on out-of-memory (default: 1 on CPU, where padding "
                         "costs more than batching saves, 32 on CUDA; see bench/batch.py)")
-    c.add_argument("--batch-tokens", type=int, default=None,
+    c.add_argument("--batch-tokens", type=whole_number(1), default=None,
                    help="at most this many padded tokens a forward (texts are batched by length; default: "
                         "no limit beyond --batch-size)")
     c.add_argument("--devices", default=None,
                    help="several devices, one worker process each: cuda:0,cuda:1,… or all (every visible GPU); "
                         "one writer, resumable as ever (default: --device)")
-    c.add_argument("--per-device", type=int, default=1,
+    c.add_argument("--per-device", type=whole_number(1), default=1,
                    help="worker processes on each device (of --devices, or --device): on a GPU, 2-4 run one "
                         "worker's tokenising and selecting while another's batch computes (see bench/batch.py)")
     c.add_argument("--engine", choices=["local", "ray"], default="local",
@@ -72,10 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--compile", action="store_true",
                    help="torch.compile the backbone's layers on each device (GPU: the bare forward ~2.8x faster "
                         "on an H200, after ~20 s of compiling; worth it for large folders)")
-    c.add_argument("--workers", type=int, default=2, help="threads that read and extract files")
-    c.add_argument("--chunk-tokens", type=int, default=None,
+    c.add_argument("--workers", type=whole_number(1), default=2, help="threads that read and extract files")
+    c.add_argument("--chunk-tokens", type=whole_number(1), default=None,
                    help="split longer documents into chunks of this many backbone tokens (default: the window)")
-    c.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES, help="larger files become error rows")
+    c.add_argument("--max-bytes", type=whole_number(1), default=DEFAULT_MAX_BYTES, help="larger files become error rows")
     c.add_argument("--json-fields", nargs="+", default=list(JSON_FIELDS), help="fields read from .json/.jsonl")
     c.add_argument("--store-embeddings", action="store_true", help="store the soft tokens as float16 blobs")
     c.add_argument("--no-progress", action="store_true")
@@ -92,9 +135,16 @@ def build_parser() -> argparse.ArgumentParser:
 def load_questions(path: str) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     file = Path(path)
+    if file.is_dir():
+        raise HyCo2Error(f"--questions {path} is a folder: give a JSONL file.")
     if not file.is_file():
         raise HyCo2Error(f"No such questions file: {path}")
-    for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise HyCo2Error(f"--questions {path} is not UTF-8 (byte {exc.start}): save it as UTF-8, e.g. "
+                         f"iconv -f latin1 -t utf-8.") from None
+    for n, line in enumerate(text.splitlines(), 1):
         if line.strip():
             try:
                 row = json.loads(line)
@@ -144,8 +194,7 @@ def report(db_path: str) -> int:
 
 
 def export(db_path: str, fmt: str, run: int | None, out: str) -> int:
-    if not Path(db_path).is_file():
-        raise HyCo2Error(f"No such database: {db_path}")
+    check_db(db_path, create=False)
     rows = list(open_db(db_path).query(EXPORT_SQL, {"run": run}))
     fh = sys.stdout if out == "-" else open(out, "w", encoding="utf-8", newline="")
     try:
@@ -168,8 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
         if args.command == "report":
-            if not Path(args.db).is_file():
-                raise HyCo2Error(f"No such database: {args.db}")
+            check_db(args.db, create=False)
             return report(args.db)
         if args.command == "export":
             return export(args.db, args.format, args.run, args.out)
@@ -177,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if not Path(args.docs_dir).is_dir():
             raise HyCo2Error(f"No such folder: {args.docs_dir}")
+        check_db(args.db, create=True)
         questions = load_questions(args.questions) if args.questions else None
         compression = CompressionSettings.from_args(args)  # bad settings fail before the model loads
         ray = args.engine == "ray"
@@ -185,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
         devices = [] if ray else parse_devices(spec, args.per_device)
         if len(devices) == 1:
             args.device, devices = devices[0], []
+        discover(Path(args.docs_dir), args.glob, check_only=True)  # a bad --glob fails here, not after the load
+        lock = run_lock(args.db)  # every check passed: wait for any other run on this database
         # with workers elsewhere this process only reads, tokenises and writes: its copy stays on the CPU
         elsewhere = bool(devices) or ray
         comp = HyCo2Compressor.from_pretrained(args.checkpoint, model=args.model, quantize=args.quantize,
@@ -209,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             if pool is not None:
                 pool.close()
+            lock.release()
         saved = s["tokens_before"] - s["tokens_after"]
         print(f"run {s['run_id']}: {s['done']} compressed, {s['skipped']} already done, {s['errors']} with errors; "
               f"{s['tokens_before']} → {s['tokens_after']} backbone tokens ({saved} saved) in {s['seconds']:.1f} s. "

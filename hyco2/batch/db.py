@@ -27,6 +27,7 @@ _INSERT_COMPRESSION = (f"insert or replace into compressions ({', '.join(_WRITTE
 def open_db(path: str) -> sqlite_utils.Database:
     db = sqlite_utils.Database(path)
     db.execute("PRAGMA foreign_keys = ON")
+    db.execute("PRAGMA busy_timeout = 30000")  # a reader (report, export) waits for a writer's commit
     db.enable_wal()  # readers (report, Datasette) never block a running batch
     # WAL + synchronous=NORMAL: a commit no longer waits for fsync (measured 1.8k → 8.4k commits/s on the
     # CI machine's disk); each transaction stays atomic and survives a killed process (what resuming

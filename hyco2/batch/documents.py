@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -22,14 +24,17 @@ class Found:
     skip_reason: str | None = None
 
 
-def discover(root: Path, pattern: str) -> list[Found]:
+def discover(root: Path, pattern: str, check_only: bool = False) -> list[Found]:
     """Files under ``root`` matching ``pattern``, never leaving the folder.
 
     Symbolic links that resolve outside the root and patterns that climb out ("..") are refused
-    with a reason instead of being followed.
+    with a reason instead of being followed; so are files that are not regular (a named pipe would
+    block the reader). ``check_only``: only check the pattern.
     """
     if ".." in Path(pattern).parts or Path(pattern).is_absolute():
         raise HyCo2Error(f"--glob {pattern!r} must stay inside the folder (no '..', not absolute).")
+    if check_only:
+        return []
     base = root.resolve()
     out = []
     real_dirs: dict[Path, Path] = {}  # each folder resolved once (resolving walks every part of a path)
@@ -49,11 +54,20 @@ def discover(root: Path, pattern: str) -> list[Found]:
             continue
         if not real.is_relative_to(base):
             out.append(Found(path, rel, "symbolic link to a path outside the folder: not followed"))
+        elif not _regular(real):  # a named pipe would block the reader forever, a device never end
+            out.append(Found(path, rel, "not a regular file (a named pipe, socket or device): not read"))
         elif path.suffix.lower() not in TEXT_SUFFIXES:
             out.append(Found(path, rel, f"unsupported file type {path.suffix or '(none)'}"))
         else:
             out.append(Found(real, rel))
     return out
+
+
+def _regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 class _TextOfHTML(HTMLParser):
