@@ -103,3 +103,15 @@ def test_peers_from_adds_missing_peer_rows_and_wins_compares_checkpoints():
     old["golds"]["1"] = [["x"]] * 3
     with pytest.raises(SystemExit, match="same questions"):
         report.peers_from(new, old)
+
+
+def test_compare_pairs_rows_and_says_when_answers_or_likelihoods_differ():
+    import bench.compare as compare
+
+    a = _run("0/1", [[1.0, 0.0], [0.0, 0.0], [0.5, 1.0], [0.0, 0.0]])
+    b = _run("0/1", [[1.0, 0.0], [0.0, 0.0], [0.5, 1.0], [0.0, 0.0]])
+    b["rows"][2]["row"] = "HyCo2 hybrid, renamed"
+    table, same = compare.compare(a, b, {"HyCo2 hybrid": "HyCo2 hybrid, renamed"})
+    assert same and "| HyCo2 hybrid | HyCo2 hybrid, renamed |" in table
+    b["rows"][3]["nll"] = [2.5, 2.6]
+    assert not compare.compare(a, b, {"HyCo2 hybrid": "HyCo2 hybrid, renamed"})[1]
