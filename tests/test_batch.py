@@ -155,6 +155,29 @@ def test_killed_run_resumes_with_each_document_exactly_once(tmp_path, workers):
     assert runs[0]["status"] == "interrupted" and runs[-1]["status"] == "done"
 
 
+def test_two_runs_on_one_database_at_once_both_end_cleanly_with_every_document_once(tmp_path):
+    """The second run waits for the first (and says so), then finds every document done."""
+    d = tmp_path / "shared"
+    d.mkdir()
+    n_docs = 6
+    for i in range(n_docs):
+        (d / f"doc{i}.txt").write_text(PARAGRAPH.replace("1872", str(1800 + i)))
+    db = tmp_path / "shared.db"
+    cmd = [sys.executable, "-m", "hyco2.batch", "compress", str(d), "--db", str(db), "--budget", "8",
+           "--batch-size", "1", "--no-progress"]
+    procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert not any("Traceback" in err or "locked" in err for _, err in outs), outs
+    assert sum("waiting for it to finish" in err for _, err in outs) == 1  # the second said why it waited
+    per_doc = _rows(db, "select document_id, count(*) n from compressions where status = 'ok' group by document_id")
+    assert len(per_doc) == n_docs and all(r["n"] == 1 for r in per_doc)
+    runs = _rows(db, "select status, documents_done, documents_skipped from runs order by id")
+    assert [r["status"] for r in runs] == ["done", "done"]
+    assert sorted((r["documents_done"], r["documents_skipped"]) for r in runs) == [(0, n_docs), (n_docs, 0)]
+
+
 @pytest.mark.parametrize("workers", [["--device", "cpu", "--per-device", "2", "--batch-tokens", "4096"],
                                      ["--engine", "ray", "--devices", "cpu,cpu"], ["--compile"]],
                          ids=["two-workers", "ray", "compiled"])
