@@ -5,8 +5,8 @@ hidden states) → ``adapter`` (global view: soft tokens) and ``classifier`` + `
 kept tokens; peers in ``baselines``) → ``modeling`` (the trainable part) → ``compressor`` (context in,
 :class:`CompressionResult` out) → ``reader`` (the decoder answers from it) → ``training`` (three stages).
 """
-from .backbone import DEFAULT_BACKBONE, Backbone, load_backbone
-from .compressor import CompressionResult, HyCo2Compressor
+from importlib import import_module
+
 from .config import HyCo2Config
 from .errors import (
     BackboneMismatchError,
@@ -20,11 +20,30 @@ from .errors import (
     ModelNotInstalledError,
     UnknownModelError,
 )
-from .modeling import HyCo2Model, HyCo2Output
-from .reader import Answer, HyCo2Reader, Mode
 from .settings import CompressionSettings
 
 __version__ = "0.6.0"
+
+#: Names that need torch and the model code, loaded on first use: ``import hyco2`` (and the batch CLI's
+#: report and export) start in a fraction of a second.
+_LAZY = {
+    "DEFAULT_BACKBONE": "backbone", "Backbone": "backbone", "load_backbone": "backbone",
+    "CompressionResult": "compressor", "HyCo2Compressor": "compressor",
+    "HyCo2Model": "modeling", "HyCo2Output": "modeling",
+    "Answer": "reader", "HyCo2Reader": "reader", "Mode": "reader",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 __all__ = [
     "DEFAULT_BACKBONE", "Answer", "Backbone", "BackboneMismatchError", "CheckpointError",

@@ -7,7 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
-from .backbone import DEFAULT_BACKBONE, QUANTIZE_CHOICES
+from .backbone import DEFAULT_BACKBONE
+from .options import QUANTIZE_CHOICES
 from .errors import ContextTooLongError, HyCo2Error
 from .settings import CompressionSettings, add_arguments, whole_number
 from .text import as_text

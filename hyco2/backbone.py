@@ -23,11 +23,11 @@ from filelock import FileLock
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from .errors import InvalidSettingError, ModelNotInstalledError, UnknownModelError
+from .options import QUANTIZE_CHOICES  # noqa: F401 - re-exported: hyco2.backbone.QUANTIZE_CHOICES
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BACKBONE = "smollm2-135m-instruct"
-QUANTIZE_CHOICES = ("auto", "4bit", "8bit", "bf16", "none")
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ import torch
 from .backbone import Backbone
 from .forward import right_padded_forward
 from .transfer import to_device
+from .text import GENERIC_INSTRUCTION  # noqa: F401 - hyco2.encoder.GENERIC_INSTRUCTION
 
 #: Used when the caller gives no question: a generic, documented instruction.
-GENERIC_INSTRUCTION = "Summarize the key facts of the document."
 
 
 @dataclass

@@ -8,7 +8,6 @@ import argparse
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from .baselines import available_methods
 from .errors import InvalidSettingError
 from .selection import check_budget, check_phrase_strength, check_rate, check_threshold
 
@@ -52,6 +51,8 @@ class CompressionSettings:
             check_budget(self.budget)
         if self.threshold is not None:
             check_threshold(self.threshold)
+        from .baselines import available_methods  # the peers import torch: not needed to parse a command line
+
         methods = available_methods()
         if self.method not in methods:
             raise InvalidSettingError(f"Unknown method {self.method!r}; choose one of: {', '.join(methods)}.")

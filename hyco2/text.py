@@ -8,6 +8,8 @@ from .errors import EmptyInputError, InvalidTextError
 #: Between documents (or paragraphs) joined into one context: chunking, distractor contexts, what the
 #: decoder reads for a document list.
 DOCUMENT_SEPARATOR = "\n\n"
+#: What the encoder is conditioned on when a context comes without a question.
+GENERIC_INSTRUCTION = "Summarize the key facts of the document."
 #: How a sentence ends (a closing quote or bracket may follow the mark): where chunking prefers to cut a
 #: long text and where the sentence-level peers split their units.
 SENTENCE_ENDS = (".", "!", "?", ".\"", "!\"", "?\"", ".'", ".)")

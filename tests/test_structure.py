@@ -44,7 +44,7 @@ def _imports(path):
 
 #: The floors of the paper's figure, lowest first: a module imports only from its own floor or below.
 FLOORS = [
-    {"errors", "config", "text", "counting", "metrics", "batching", "transfer"},
+    {"errors", "config", "text", "options", "counting", "metrics", "batching", "transfer"},
     {"backbone", "forward"},  # the frozen LLM and its passes
     {"encoder", "prompting", "chunking"},  # its hidden states, its prompts, long texts cut to its window
     {"adapter", "classifier", "selection", "baselines"},  # the global view, the local view, the peers
@@ -98,3 +98,16 @@ def test_no_import_cycles():
         if m not in state:
             visit(m)
     assert len(graph) > 15
+
+
+def test_report_and_export_start_without_torch():
+    """``hyco2-batch report`` / ``export`` and ``import hyco2`` load no model code (a 7 s torch import on
+    a small CPU, for reading a SQLite file); the library's names load on first use."""
+    import subprocess
+    import sys
+
+    code = ("import sys, hyco2, hyco2.batch, hyco2.batch.__main__; assert 'torch' not in sys.modules, 'torch'; "
+            "from hyco2 import HyCo2Compressor, HyCo2Reader, Mode; assert 'torch' in sys.modules; "
+            "assert 'HyCo2Reader' in dir(hyco2)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..backbone import QUANTIZE_CHOICES
+from ..options import QUANTIZE_CHOICES
 from .callbacks import DEFAULT_BACKBONE, AppConfig, get_compressor
 from .layout import build
 

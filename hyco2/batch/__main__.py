@@ -9,15 +9,16 @@ import os
 import sys
 from pathlib import Path
 
-from hyco2.backbone import QUANTIZE_CHOICES, default_device
 from hyco2.errors import HyCo2Error
+from hyco2.options import QUANTIZE_CHOICES
+from hyco2.text import GENERIC_INSTRUCTION
 from hyco2.settings import CompressionSettings, add_arguments, whole_number
 
 from .db import open_db
-from .devices import DevicePool, parse_devices
 from .documents import DEFAULT_MAX_BYTES, JSON_FIELDS, discover
-from .ray_engine import RayPool
-from .runner import GENERIC_QUESTION_NOTE, BatchRunner, BatchSettings
+
+# report and export start without torch: the model's modules load only for compress
+GENERIC_QUESTION_NOTE = f"Without a question, the encoder reads the instruction {GENERIC_INSTRUCTION!r}."
 
 EPILOG = f"""
 Resumable: run the same command again after a crash or Ctrl-C; documents already compressed with
@@ -221,7 +222,12 @@ def main(argv: list[str] | None = None) -> int:
             return report(args.db)
         if args.command == "export":
             return export(args.db, args.format, args.run, args.out)
+        from hyco2.backbone import default_device
         from hyco2.compressor import HyCo2Compressor
+
+        from .devices import DevicePool, parse_devices
+        from .ray_engine import RayPool
+        from .runner import BatchRunner, BatchSettings
 
         if not Path(args.docs_dir).is_dir():
             raise HyCo2Error(f"No such folder: {args.docs_dir}")

@@ -6,7 +6,10 @@ import json
 import numpy as np
 import sqlite_utils
 
-from hyco2.compressor import CompressionResult
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # report and export open a database without torch
+    from hyco2.compressor import CompressionResult
 
 SCHEMA_VERSION = 1
 

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 import hyco2
 from hyco2.chunking import chunk_bounds
 from hyco2.compressor import HyCo2Compressor
-from hyco2.encoder import GENERIC_INSTRUCTION, tokenize_context
+from hyco2.encoder import tokenize_context
 from hyco2.errors import HyCo2Error, HyCo2OutOfMemoryError
 from hyco2.settings import CompressionSettings
 
@@ -317,4 +317,3 @@ class BatchRunner:
         return {**base, "status": "ok", **r}
 
 
-GENERIC_QUESTION_NOTE = f"Without a question, the encoder reads the instruction {GENERIC_INSTRUCTION!r}."
