@@ -355,8 +355,8 @@ def load_backbone(
     else:
         source, extra = name, {}
         unreachable = not _offline() and not hub_reachable()
-        if unreachable:  # the local hub cache only: one clear line, not a minute of retries
-            extra = {"local_files_only": True}
+        if unreachable or _offline():  # the local hub cache only: one clear line, not a minute of retries
+            extra = {"local_files_only": True}  # (said explicitly: huggingface_hub reads the env at import)
     try:
         tok = AutoTokenizer.from_pretrained(source, **extra)
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs, **extra)
