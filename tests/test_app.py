@@ -173,3 +173,62 @@ def _five_sessions_at_once(browser, url, tmp_path):
         assert ("does not fit" in full) == (n == 2), f"session {n}: {full!r}"
     pages[2].screenshot(path=str(tmp_path / "long.png"), full_page=True)
     assert "words" in pages[2].locator("#highlighted").inner_text()  # long text: folded view
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not shutil.which("chromium") and not shutil.which("/usr/bin/chromium"),
+                    reason="Debian's chromium is not installed (apt-get install chromium)")
+def test_browser_size_cap_busy_message_and_the_active_control_only(tmp_path):
+    """A public Space's limits, in the page: a context over the cap is a message, not a minutes-long
+    request; with the queue full a visitor reads that the app is busy; only the chosen control shows."""
+    from playwright.sync_api import sync_playwright
+
+    port = _free_port()
+    log = open(tmp_path / "app.log", "w")
+    app = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--max-chars", "2000", "--queue-size", "1"],
+                           cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(url, timeout=1)
+                break
+            except OSError:
+                assert app.poll() is None, (tmp_path / "app.log").read_text()
+                time.sleep(0.5)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=[
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run"])
+            page = browser.new_page(viewport={"width": 1280, "height": 1200})
+            page.goto(url)
+            page.wait_for_selector("#go")
+            page.locator("#rate").wait_for(state="visible", timeout=30_000)
+            assert not page.locator("#budget").is_visible() and not page.locator("#threshold").is_visible()
+            page.locator("#control").get_by_text("budget").click()
+            page.locator("#budget").wait_for(state="visible", timeout=10_000)
+            assert not page.locator("#rate").is_visible() and not page.locator("#threshold").is_visible()
+            page.locator("#control").get_by_text("rate").click()
+            page.locator("#rate").wait_for(state="visible", timeout=10_000)
+            page.locator("#context textarea").fill("word " * 700)  # 3,500 characters
+            page.locator("#question textarea").fill("What?")
+            page.click("#go")
+            page.get_by_text("this app reads at most 2,000").first.wait_for(timeout=30_000)
+            pages = []
+            for _ in range(4):
+                p = browser.new_page(viewport={"width": 1280, "height": 900})
+                p.goto(url)
+                p.get_by_text("Who built the lighthouse at Karsten Point?").first.click()
+                p.wait_for_function("document.querySelector('#context textarea').value.includes('Karsten')")
+                pages.append(p)
+            for p in pages:
+                p.click("#go")
+            deadline = time.time() + 120
+            while time.time() < deadline and not any("currently busy" in p.inner_text("body") for p in pages):
+                time.sleep(0.5)
+            assert any("currently busy" in p.inner_text("body") for p in pages)
+            browser.close()
+    finally:
+        app.terminate()
+        app.wait(timeout=30)
+        log.close()

@@ -23,12 +23,19 @@ MAX_UPLOAD_BYTES = 2_000_000
 
 
 class AppConfig:
-    """Set once by the server (hyco2.app.__main__) from flags / environment."""
+    """Set once by the server (hyco2.app.__main__) from flags / environment.
+
+    The limits keep one request from holding a public Space's only model slot for minutes: on a 2-core
+    CPU (a Space's free hardware) 60,000 characters (~13k tokens) compress and answer in well under a
+    minute, where the 100k-token text of bench/long.py takes 276 s."""
 
     model: str | None = None
     checkpoint: str | None = None
     quantize: str = "auto"
     device: str | None = None
+    max_chars: int = 60_000  # longest context (all documents together) one request may send
+    time_limit_s: float = 120.0  # a request still answering after this stops with a message
+    queue_size: int = 16  # requests waiting beyond this are told the app is busy
 
 
 def installed_models() -> list[str]:
@@ -130,6 +137,18 @@ def run(context: str, question: str, control: str, rate: float, budget: float, m
     per document, as long as the context box still shows exactly those files."""
     import gradio as gr
 
+    n_chars = len(context or "") if not documents else max(len(context or ""), sum(len(t) for _, t in documents))
+    if n_chars > AppConfig.max_chars:
+        raise gr.Error(f"The context has {n_chars:,} characters; this app reads at most {AppConfig.max_chars:,} "
+                       f"a request (HYCO2_MAX_CHARS sets it). Shorten it, or compress long texts with the library "
+                       f"or batch mode (hyco2-batch), which take any length.")
+    deadline = time.perf_counter() + AppConfig.time_limit_s
+
+    def in_time(stage: str) -> None:
+        if time.perf_counter() > deadline:
+            raise gr.Error(f"This request took longer than the app's limit of {AppConfig.time_limit_s:.0f} s "
+                           f"({stage}); try a shorter context or fewer new tokens.")
+
     try:
         settings = settings_from(control, rate, budget, threshold, method)
         comp = get_compressor(model or DEFAULT_BACKBONE)
@@ -140,6 +159,7 @@ def run(context: str, question: str, control: str, rate: float, budget: float, m
         t0 = time.perf_counter()
         result = comp.compress(question=question, settings=settings, **source)  # any length: chunked inside
         t_compress = time.perf_counter() - t0
+        in_time("while compressing")
         hl = highlight_words(result)
         mode = "hybrid" if result.soft_tokens else "hard"
         n_small = result.compressed_tokens
@@ -148,6 +168,7 @@ def run(context: str, question: str, control: str, rate: float, budget: float, m
         n_full = result.context_tokens
         if n_full <= comp.max_context_tokens:
             for full_text in reader.answer_stream(question, "full", compression=result, max_new_tokens=max_new_tokens):
+                in_time("answering from the full context")
                 yield (full_text, f"{n_full} context tokens · {time.perf_counter() - t1:.2f} s", "", "", hl,
                        gr.skip(), gr.skip())
         else:
@@ -156,6 +177,7 @@ def run(context: str, question: str, control: str, rate: float, budget: float, m
         full_latency = time.perf_counter() - t1
         t2 = time.perf_counter()
         for small_text in reader.answer_stream(question, mode, compression=result, max_new_tokens=max_new_tokens):
+            in_time("answering from the compressed context")
             yield (full_text, f"{n_full} context tokens · {full_latency:.2f} s", small_text,
                    f"{n_small} tokens ({result.kept_tokens} kept + {result.soft_tokens} soft) · "
                    f"{t_compress + time.perf_counter() - t2:.2f} s", hl, gr.skip(), gr.skip())

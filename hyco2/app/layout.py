@@ -14,8 +14,13 @@ answer from the compressed one. Red tokens were kept (darker = higher keep proba
 """
 
 
+#: Line breaks in the kept-words view: the only pieces without a score (hyco2.highlight) become zero-height
+#: full-width items, so the next word starts a new line instead of sitting beside an empty chip.
+CSS = "#highlighted .token-container:has(> .token:not(.highlighted)) { flex-basis: 100%; height: 0; overflow: hidden; }"
+
+
 def build() -> gr.Blocks:
-    with gr.Blocks(title="HyCo2 context compression") as demo:
+    with gr.Blocks(title="HyCo2 context compression", css=CSS) as demo:
         gr.Markdown(INTRO)
         with gr.Row():
             with gr.Column(scale=3):
@@ -26,10 +31,12 @@ def build() -> gr.Blocks:
                 documents = gr.State([])
                 question = gr.Textbox(label="Question", elem_id="question")
             with gr.Column(scale=2):
-                control = gr.Radio(["rate", "budget", "threshold"], value="rate", label="Compression control")
-                rate = gr.Slider(0.05, 1.0, value=callbacks.default_rate(), step=0.05, label="Keep rate (share of tokens kept verbatim)")
-                budget = gr.Number(value=32, precision=0, minimum=0, label="Token budget (kept tokens)")
-                threshold = gr.Slider(0.05, 0.95, value=0.5, step=0.05,
+                control = gr.Radio(["rate", "budget", "threshold"], value="rate", label="Compression control",
+                                   elem_id="control")
+                rate = gr.Slider(0.05, 1.0, value=callbacks.default_rate(), step=0.05, elem_id="rate", label="Keep rate (share of tokens kept verbatim)")
+                budget = gr.Number(value=32, precision=0, minimum=0, label="Token budget (kept tokens)", visible=False,
+                                   elem_id="budget")
+                threshold = gr.Slider(0.05, 0.95, value=0.5, step=0.05, visible=False, elem_id="threshold",
                                       label="Threshold (keep words with keep probability ≥ this; hyco2 only)")
                 method = gr.Dropdown(available_methods(), value="hyco2", label="Method",
                                      info="hyco2 adds 16 soft tokens; the others keep tokens only")
@@ -53,6 +60,9 @@ def build() -> gr.Blocks:
             counts = gr.Markdown(elem_id="counts")
             chart = gr.BarPlot(x="count", y="tokens", label="Tokens", elem_id="chart", height=240)
         upload.change(callbacks.load_files, inputs=upload, outputs=[context, documents])
+        # only the control that is chosen is shown (rate | budget | threshold)
+        control.change(lambda c: [gr.update(visible=c == name) for name in ("rate", "budget", "threshold")],
+                       inputs=control, outputs=[rate, budget, threshold], queue=False)
         go.click(callbacks.run, inputs=[context, question, control, rate, budget, method, model, threshold, documents],
                  outputs=[full_answer, full_info, comp_answer, comp_info, highlighted, counts, chart],
                  concurrency_limit=1)
