@@ -31,7 +31,7 @@ def test_run_streams_both_answers_and_counts():
     full, full_info, small, small_info, highlighted, counts, chart = outputs[-1]
     assert full.strip() and small.strip()
     assert re.search(r"\d+ context tokens", full_info) and "16 soft" in small_info
-    kept = [t for t, score in highlighted if score > 0]
+    kept = [t for t, score in highlighted if score is not None and score > 0]  # None: a line break
     assert "".join(t for t, _ in highlighted) == context  # whole words that add up to the text
     assert all(t.strip() and " " not in t.strip() for t in kept)  # whole words, not sub-word chips
     n_kept = int(re.search(r"\((\d+) kept", small_info).group(1))
