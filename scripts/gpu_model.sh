@@ -23,7 +23,7 @@ DATA=${DATA:-$HOME_DIR/data}           # the data files, as the bench scripts' -
 WORK=${WORK:-$HOME_DIR/work}           # runs, shards and logs
 export PYTHONUNBUFFERED=1 HYCO2_CACHE=${HYCO2_CACHE:-$HOME_DIR/hyco2-cache} TOKENIZERS_PARALLELISM=false
 case "${1:-}" in
-  part1|part2|part3) mkdir -p $MODEL_DIR && cp .gpu/p${1#part}/gg.* $MODEL_DIR/ && ls -la $MODEL_DIR && exit 0 ;;
+  part1|part2|part3) mkdir -p $MODEL_DIR && cp .gpu/p${1#part}/* $MODEL_DIR/ && ls -la $MODEL_DIR && exit 0 ;;
 esac
 if [ ! -f $MODEL_DIR/model.gguf ] && [ -f .gpu/p4/sha256 ]; then
   cat $MODEL_DIR/gg.a? .gpu/p4/gg.a? > $MODEL_DIR/model.gguf \
