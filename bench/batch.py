@@ -154,9 +154,9 @@ def compress_phases(comp: HyCo2Compressor, texts: list[str], rate: float, batch_
         return run
 
     patches = [(compressor, "tokenize_contexts", timed("tokenise", compressor.tokenize_contexts)),
-               (comp, "_queue_chunk", timed("queue", comp._queue_chunk)),
+               (comp, "_queue_batch", timed("queue", comp._queue_batch)),
                (HostCopy, "wait", timed("wait", HostCopy.wait)),
-               (comp, "_finish_chunk", timed("finish", comp._finish_chunk))]
+               (comp, "_finish_batch", timed("finish", comp._finish_batch))]
     saved = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
     for obj, name, fn in patches:
         setattr(obj, name, fn)

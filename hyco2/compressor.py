@@ -130,13 +130,13 @@ class CompressionResult:
 
 
 @dataclass
-class _QueuedChunk:
-    """A batch whose encoder pass is queued (:meth:`HyCo2Compressor._queue_chunk`): its rows' indices in
+class _QueuedBatch:
+    """A batch whose encoder pass is queued (:meth:`HyCo2Compressor._queue_batch`): its rows' indices in
     the caller's list, its contexts and questions, the pass's outputs on their way to the host, and the
     seconds queueing took (all of the pass on the CPU)."""
 
     rows: list[int]
-    chunk: list[TokenizedContext]
+    contexts: list[TokenizedContext]
     questions: list[str | None]
     outputs: HostCopy | None
     queue_s: float
@@ -333,16 +333,16 @@ class HyCo2Compressor:
         fits = [i for i, t in enumerate(toks) if len(t) <= self.max_context_tokens]
         groups = length_batches([len(toks[i]) for i in fits], batch_size, batch_tokens)
         results: list[CompressionResult | None] = [None] * len(toks)
-        queued: _QueuedChunk | None = None  # on a GPU, one batch computes while the one before is finished
+        queued: _QueuedBatch | None = None  # on a GPU, one batch computes while the one before is finished
 
-        def finish(q: _QueuedChunk) -> None:
-            for i, r in zip(q.rows, self._finish_chunk(q, s, pick)):
+        def finish(q: _QueuedBatch) -> None:
+            for i, r in zip(q.rows, self._finish_batch(q, s, pick)):
                 results[i] = r
 
         for group in tqdm(groups, desc="compressing", unit="batch", disable=not progress or len(groups) < 2):
             ids = [fits[j] for j in group]
             with friendly_oom():
-                nxt = self._queue_chunk(ids, [toks[i] for i in ids], [qs[i] for i in ids], s)
+                nxt = self._queue_batch(ids, [toks[i] for i in ids], [qs[i] for i in ids], s)
                 if queued is not None:
                     finish(queued)
             queued = nxt
@@ -412,8 +412,8 @@ class HyCo2Compressor:
         )
 
     @torch.no_grad()
-    def _queue_chunk(self, rows: list[int], chunk: list[TokenizedContext], qs: list[str | None],
-                     s: CompressionSettings) -> "_QueuedChunk":
+    def _queue_batch(self, rows: list[int], contexts: list[TokenizedContext], qs: list[str | None],
+                     s: CompressionSettings) -> "_QueuedBatch":
         """HyCo2's encoder pass (soft tokens and keep probabilities) for contexts that fit one window,
         when the method has soft tokens. On a GPU this returns once the pass is queued, its results on
         their way to host memory (:mod:`hyco2.transfer`), so that the caller can finish the previous
@@ -421,22 +421,22 @@ class HyCo2Compressor:
         t0 = time.perf_counter()
         outputs = None
         if s.soft:
-            soft, logits = self.model(self.encoder.encode(chunk, qs))
+            soft, logits = self.model(self.encoder.encode(contexts, qs))
             outputs = HostCopy(soft.float(), torch.sigmoid(logits).float())
-        return _QueuedChunk(rows, chunk, qs, outputs, time.perf_counter() - t0)
+        return _QueuedBatch(rows, contexts, qs, outputs, time.perf_counter() - t0)
 
     @torch.no_grad()
-    def _finish_chunk(self, q: "_QueuedChunk", s: CompressionSettings, pick: Selector) -> list[CompressionResult]:
+    def _finish_batch(self, q: "_QueuedBatch", s: CompressionSettings, pick: Selector) -> list[CompressionResult]:
         """Each context's selection through ``pick`` (the classifier reads the pass's probabilities: no
         second forward), its kept text and cl100k counts."""
         soft_all = probs_all = None
         t0 = time.perf_counter()
         if q.outputs is not None:
             soft_all, probs_all = q.outputs.wait()
-        share = (q.queue_s + time.perf_counter() - t0) / len(q.chunk)  # the caller's time on the pass
-        context_counts = count_cl100k_batch([ctx.text for ctx in q.chunk])
+        share = (q.queue_s + time.perf_counter() - t0) / len(q.contexts)  # the caller's time on the pass
+        context_counts = count_cl100k_batch([ctx.text for ctx in q.contexts])
         out = []
-        for i, (ctx, question) in enumerate(zip(q.chunk, q.questions)):
+        for i, (ctx, question) in enumerate(zip(q.contexts, q.questions)):
             t_sel = time.perf_counter()
             n_keep = self._n_keep(len(ctx), s)
             probs = None if probs_all is None else probs_all[i, : len(ctx)].tolist()

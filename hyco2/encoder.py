@@ -58,12 +58,12 @@ def tokenize_context(backbone: Backbone, text: str) -> TokenizedContext:
 
 
 def tokenize_contexts(backbone: Backbone, texts: list[str], max_tokens: int | None = None,
-                      chunk: int = 1024) -> list[TokenizedContext]:
-    """Many texts in one call of the fast tokenizer per ``chunk`` texts (its batch path: far less Python
+                      per_call: int = 1024) -> list[TokenizedContext]:
+    """Many texts in one call of the fast tokenizer per ``per_call`` texts (its batch path: far less Python
     per text than one call each), optionally truncated to ``max_tokens``."""
     out: list[TokenizedContext] = []
-    for start in range(0, len(texts), chunk):
-        part = texts[start:start + chunk]
+    for start in range(0, len(texts), per_call):
+        part = texts[start:start + per_call]
         enc = backbone.tokenizer(part, add_special_tokens=False, return_offsets_mapping=True)
         for text, ids, offs in zip(part, enc["input_ids"], enc["offset_mapping"]):
             offsets = offs[:max_tokens]  # (start, end) tuples, as the fast tokenizer gives them

@@ -58,10 +58,10 @@ def _ids(tok, text: str) -> tuple[int, ...]:
 def prompt_parts(backbone: Backbone, user_text: str) -> PromptParts:
     text = render(backbone, user_text)
     parts: list[tuple[str, tuple[int, ...]]] = []
-    for i, chunk in enumerate(text.split(SOFT)):
+    for i, between in enumerate(text.split(SOFT)):
         if i:
             parts.append(("soft", ()))
-        for j, piece in enumerate(chunk.split(KEPT)):
+        for j, piece in enumerate(between.split(KEPT)):
             if j:
                 parts.append(("kept", ()))
             if piece:

@@ -247,8 +247,10 @@ def test_per_device_repeats_each_device():
 
 
 def test_a_bad_per_device_is_refused_before_the_model_loads(folder, tmp_path, capsys):
-    assert batch_main(["compress", str(folder), "--db", str(tmp_path / "x.db"), "--per-device", "0"]) == 2
-    assert "--per-device must be a whole number" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # argparse's own one-line error
+        batch_main(["compress", str(folder), "--db", str(tmp_path / "x.db"), "--per-device", "0"])
+    assert exit_.value.code == 2
+    assert "--per-device: must be at least 1" in capsys.readouterr().err
     assert not (tmp_path / "x.db").exists()
 
 

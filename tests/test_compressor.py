@@ -189,11 +189,11 @@ def test_a_batch_is_queued_on_the_gpu_without_waiting_for_it():
     comp = HyCo2Compressor.from_pretrained(device="cuda")
     s = comp.settings(rate=0.3)
     toks = [comp.tokenize(f"Paragraph {i}: the bridge opened in {1900 + i} and carries {i} lanes.") for i in range(8)]
-    comp._queue_chunk(list(range(8)), toks, [None] * 8, s).outputs.wait()  # warm-up: kernels, pinned blocks
+    comp._queue_batch(list(range(8)), toks, [None] * 8, s).outputs.wait()  # warm-up: kernels, pinned blocks
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        queued = comp._queue_chunk(list(range(8)), toks, [None] * 8, s)
+        queued = comp._queue_batch(list(range(8)), toks, [None] * 8, s)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert len(queued.outputs.wait()[1]) == 8

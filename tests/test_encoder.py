@@ -53,7 +53,7 @@ def test_batched_tokenisation_equals_one_text_at_a_time(tiny_backbone):
 
     texts = [PARAGRAPH, "Short one.", PARAGRAPH[:50] + "  spaced   out\n\nlines"]
     one = [tokenize_context(tiny_backbone, t) for t in texts]
-    many = tokenize_contexts(tiny_backbone, texts, chunk=2)  # two calls of the tokenizer
+    many = tokenize_contexts(tiny_backbone, texts, per_call=2)  # two calls of the tokenizer
     assert [(c.ids, c.offsets, c.words) for c in many] == [(c.ids, c.offsets, c.words) for c in one]
     short = tokenize_contexts(tiny_backbone, texts, max_tokens=5)
     assert all(len(c.ids) == len(c.offsets) == len(c.words) == min(5, len(o)) for c, o in zip(short, one))

@@ -19,8 +19,8 @@ def token_logprobs(backbone: Backbone, sequences: list[tuple[list[int], list[int
         start = backbone.tokenizer.eos_token_id
     out: list[torch.Tensor] = []
     for b in range(0, len(sequences), batch_size):
-        chunk = sequences[b:b + batch_size]
-        seqs = [[start] + list(p) + list(ids) for p, ids in chunk]
+        batch = sequences[b:b + batch_size]
+        seqs = [[start] + list(p) + list(ids) for p, ids in batch]
         T = max(map(len, seqs))
         x = torch.full((len(seqs), T), backbone.tokenizer.pad_token_id, dtype=torch.long)
         m = torch.zeros((len(seqs), T), dtype=torch.long)
@@ -29,7 +29,7 @@ def token_logprobs(backbone: Backbone, sequences: list[tuple[list[int], list[int
             m[i, : len(s)] = 1
         logits = backbone.model(input_ids=x.to(backbone.device), attention_mask=m.to(backbone.device)).logits
         logp = torch.log_softmax(logits.float(), -1).cpu()
-        for i, (p, ids) in enumerate(chunk):
+        for i, (p, ids) in enumerate(batch):
             first = 1 + len(p)  # position of ids[0] in the sequence
             pos = torch.arange(first, first + len(ids))
             out.append(logp[i, pos - 1, torch.tensor(ids, dtype=torch.long)])
