@@ -271,6 +271,19 @@ def test_report_and_export(folder, tmp_path, capsys):
     text = csv_path.read_text()
     assert text.startswith("path,chunk,question") and "good.txt" in text
     assert batch_main(["report", str(tmp_path / "nope.db")]) == 2
+    # a second run with other settings: export gives each document's newest rows, --all every run's
+    assert batch_main(["compress", str(folder), "--db", str(db), "--glob", "*.txt", "--budget", "7",
+                       "--no-progress"]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    newest, every = tmp_path / "newest.jsonl", tmp_path / "all.jsonl"
+    assert batch_main(["export", str(db), "--out", str(newest)]) == 0
+    assert batch_main(["export", str(db), "--out", str(every), "--all"]) == 0
+    rows = [json.loads(line) for line in newest.read_text().splitlines()]
+    both = [json.loads(line) for line in every.read_text().splitlines()]
+    good = [r for r in rows if r["path"] == "good.txt"]
+    assert len(good) == 1 and good[0]["kept_tokens"] == 7 and json.loads(good[0]["settings"])["compression"]["budget"] == 7
+    assert [r["run_id"] for r in both if r["path"] == "good.txt"] == [1, 2] and len(both) == 2 * len(rows)
+    assert len({r["settings_hash"] for r in both}) == 2
 
 
 def test_compressions_are_written_by_column_and_replace_their_key(tmp_path):

@@ -128,7 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("export", help="write the kept texts as JSONL or CSV")
     e.add_argument("db")
     e.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
-    e.add_argument("--run", type=int, default=None, help="only this run (default: the newest result per document)")
+    e.add_argument("--run", type=int, default=None, help="only this run's results")
+    e.add_argument("--all", action="store_true",
+                   help="every run's results (default: each document's newest, from the last run that compressed it)")
     e.add_argument("--out", default="-", help="output file (default: standard output)")
     return p
 
@@ -166,11 +168,16 @@ group by r.id order by r.id
 """
 
 EXPORT_SQL = """
-select d.path, c.chunk, c.question, c.method, c.original_tokens, c.kept_tokens, c.soft_tokens, c.ratio,
-       c.kept_text, c.run_id
-from compressions c join documents d on d.id = c.document_id
-where c.status = 'ok' and (:run is null or c.run_id = :run)
-order by d.path, c.question, c.chunk
+with rows as (
+  select d.path, c.chunk, c.question, c.method, c.original_tokens, c.kept_tokens, c.soft_tokens, c.ratio,
+         c.kept_text, c.run_id, c.settings_hash, r.settings,
+         max(c.run_id) over (partition by d.path) as newest_run
+  from compressions c join documents d on d.id = c.document_id join runs r on r.id = c.run_id
+  where c.status = 'ok' and (:run is null or c.run_id = :run))
+select path, chunk, question, method, original_tokens, kept_tokens, soft_tokens, ratio, kept_text, run_id,
+       settings_hash, settings
+from rows where :everything or run_id = newest_run
+order by path, run_id, question, chunk
 """
 
 
@@ -194,9 +201,11 @@ def report(db_path: str) -> int:
     return 0
 
 
-def export(db_path: str, fmt: str, run: int | None, out: str) -> int:
+def export(db_path: str, fmt: str, run: int | None, out: str, everything: bool = False) -> int:
+    """Each document's newest results (the last run that compressed it), or with ``everything`` every run's;
+    each row names the settings that made it (their hash and the run's settings as JSON)."""
     check_db(db_path, create=False)
-    rows = list(open_db(db_path).query(EXPORT_SQL, {"run": run}))
+    rows = list(open_db(db_path).query(EXPORT_SQL, {"run": run, "everything": int(everything)}))
     fh = sys.stdout if out == "-" else open(out, "w", encoding="utf-8", newline="")
     try:
         if fmt == "jsonl":
@@ -221,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             check_db(args.db, create=False)
             return report(args.db)
         if args.command == "export":
-            return export(args.db, args.format, args.run, args.out)
+            return export(args.db, args.format, args.run, args.out, args.all)
         from hyco2.backbone import default_device
         from hyco2.compressor import HyCo2Compressor
 

@@ -39,8 +39,12 @@ class BatchSettings:
     store_embeddings: bool = False
     max_bytes: int = DEFAULT_MAX_BYTES
 
+    def to_dict(self) -> dict:
+        """As runs record them: the compression settings resolved (the phrase strength that was used)."""
+        return {**asdict(self), "compression": self.compression.to_dict()}
+
     def output_key(self, model: str, checkpoint_sha: str) -> str:
-        relevant = {k: v for k, v in asdict(self).items() if k not in ("max_bytes",)}
+        relevant = {k: v for k, v in self.to_dict().items() if k not in ("max_bytes",)}
         blob = json.dumps({"settings": relevant, "model": model, "checkpoint": checkpoint_sha}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -143,7 +147,7 @@ class BatchRunner:
             versions[mod] = __import__(mod).__version__
         return self.db["runs"].insert({
             "started_at": _now(), "status": "running", "root": str(root), "settings_hash": self.key,
-            "settings": json.dumps(asdict(self.s)), "model": self.comp.backbone.name,
+            "settings": json.dumps(self.s.to_dict()), "model": self.comp.backbone.name,
             "checkpoint": self.comp.checkpoint, "checkpoint_sha256": self.ckpt, "versions": json.dumps(versions),
         }).last_pk
 
