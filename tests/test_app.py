@@ -1,4 +1,5 @@
 """The Gradio app: callbacks on the real default model, and the whole page in headless Chromium."""
+import contextlib
 import os
 import re
 import shutil
@@ -96,15 +97,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.browser
-@pytest.mark.skipif(not shutil.which("chromium") and not shutil.which("/usr/bin/chromium"),
-                    reason="Debian's chromium is not installed (apt-get install chromium)")
-def test_browser_example_to_both_answers(tmp_path):
+@contextlib.contextmanager
+def _app_in_chromium(tmp_path, *flags):
+    """app.py started on a free port with ``flags``, and headless Chromium: (url, browser); both stopped after."""
     from playwright.sync_api import sync_playwright
 
     port = _free_port()
     log = open(tmp_path / "app.log", "w")
-    app = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, stdout=log,
+    app = subprocess.Popen([sys.executable, "app.py", "--port", str(port), *flags], cwd=ROOT, stdout=log,
                            stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}/"
@@ -119,33 +119,49 @@ def test_browser_example_to_both_answers(tmp_path):
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=[
                 "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--no-first-run"])
-            page = browser.new_page(viewport={"width": 1280, "height": 1500})
-            page.goto(url)
-            page.get_by_text("Who built the lighthouse at Karsten Point?").first.click()
-            page.wait_for_function("document.querySelector('#context textarea').value.includes('Karsten')")
-            page.click("#go")
-            page.wait_for_function(
-                "document.querySelector('#compressed-info') && "
-                "document.querySelector('#compressed-info').innerText.includes('compress ')", timeout=180_000)
-            full = page.locator("#full-answer textarea").input_value()
-            small = page.locator("#compressed-answer textarea").input_value()
-            assert full.strip() and small.strip()
-            assert "Karsten Point" in page.locator("#highlighted").inner_text().replace("\n", "")
-            counts = page.locator("#counts").inner_text()
-            ratio = float(re.search(r"compression ratio\s+([\d.]+)x", counts).group(1))
-            context_tokens = int(re.search(r"context \(backbone\)\s+(\d+)", counts).group(1))
-            assert 1.5 < ratio < 20 and 100 < context_tokens < 400
-            page.wait_for_timeout(500)
-            # the README's picture is refreshed only on request: tests leave the work tree clean
-            shot = ROOT / "docs" / "screenshot.png" if os.environ.get("HYCO2_UPDATE_SCREENSHOT") else tmp_path / "app.png"
-            page.screenshot(path=str(shot), full_page=True)
-            assert shot.stat().st_size > 10_000
-            _five_sessions_at_once(browser, url, tmp_path)
-            browser.close()
+            try:
+                yield url, browser
+            finally:
+                browser.close()
     finally:
         app.terminate()
         app.wait(timeout=30)
         log.close()
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not shutil.which("chromium") and not shutil.which("/usr/bin/chromium"),
+                    reason="Debian's chromium is not installed (apt-get install chromium)")
+def test_browser_example_to_both_answers(tmp_path):
+    with _app_in_chromium(tmp_path) as (url, browser):
+        page = _page_with_the_first_example(browser, url, height=1500)
+        page.click("#go")
+        page.wait_for_function(
+            "document.querySelector('#compressed-info') && "
+            "document.querySelector('#compressed-info').innerText.includes('compress ')", timeout=180_000)
+        full = page.locator("#full-answer textarea").input_value()
+        small = page.locator("#compressed-answer textarea").input_value()
+        assert full.strip() and small.strip()
+        assert "Karsten Point" in page.locator("#highlighted").inner_text().replace("\n", "")
+        counts = page.locator("#counts").inner_text()
+        ratio = float(re.search(r"compression ratio\s+([\d.]+)x", counts).group(1))
+        context_tokens = int(re.search(r"context \(backbone\)\s+(\d+)", counts).group(1))
+        assert 1.5 < ratio < 20 and 100 < context_tokens < 400
+        page.wait_for_timeout(500)
+        # the README's picture is refreshed only on request: tests leave the work tree clean
+        shot = ROOT / "docs" / "screenshot.png" if os.environ.get("HYCO2_UPDATE_SCREENSHOT") else tmp_path / "app.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 10_000
+        _five_sessions_at_once(browser, url, tmp_path)
+
+
+def _page_with_the_first_example(browser, url, height: int = 900):
+    """A visitor's page with the lighthouse example clicked into the context and question boxes."""
+    page = browser.new_page(viewport={"width": 1280, "height": height})
+    page.goto(url)
+    page.get_by_text("Who built the lighthouse at Karsten Point?").first.click()
+    page.wait_for_function("document.querySelector('#context textarea').value.includes('Karsten')")
+    return page
 
 
 def _five_sessions_at_once(browser, url, tmp_path):
@@ -155,10 +171,7 @@ def _five_sessions_at_once(browser, url, tmp_path):
     long_text = "\n\n".join([lighthouse] * 60)  # ~9k tokens
     pages = []
     for n in range(5):
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.goto(url)
-        page.get_by_text("Who built the lighthouse at Karsten Point?").first.click()
-        page.wait_for_function("document.querySelector('#context textarea').value.includes('Karsten')")
+        page = _page_with_the_first_example(browser, url)
         if n == 2:
             page.locator("#context textarea").fill(long_text)
         pages.append(page)
@@ -181,54 +194,25 @@ def _five_sessions_at_once(browser, url, tmp_path):
 def test_browser_size_cap_busy_message_and_the_active_control_only(tmp_path):
     """A public Space's limits, in the page: a context over the cap is a message, not a minutes-long
     request; with the queue full a visitor reads that the app is busy; only the chosen control shows."""
-    from playwright.sync_api import sync_playwright
-
-    port = _free_port()
-    log = open(tmp_path / "app.log", "w")
-    app = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--max-chars", "2000", "--queue-size", "1"],
-                           cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}/"
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(url, timeout=1)
-                break
-            except OSError:
-                assert app.poll() is None, (tmp_path / "app.log").read_text()
-                time.sleep(0.5)
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=[
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run"])
-            page = browser.new_page(viewport={"width": 1280, "height": 1200})
-            page.goto(url)
-            page.wait_for_selector("#go")
-            page.locator("#rate").wait_for(state="visible", timeout=30_000)
-            assert not page.locator("#budget").is_visible() and not page.locator("#threshold").is_visible()
-            page.locator("#control").get_by_text("budget").click()
-            page.locator("#budget").wait_for(state="visible", timeout=10_000)
-            assert not page.locator("#rate").is_visible() and not page.locator("#threshold").is_visible()
-            page.locator("#control").get_by_text("rate").click()
-            page.locator("#rate").wait_for(state="visible", timeout=10_000)
-            page.locator("#context textarea").fill("word " * 700)  # 3,500 characters
-            page.locator("#question textarea").fill("What?")
-            page.click("#go")
-            page.get_by_text("this app reads at most 2,000").first.wait_for(timeout=30_000)
-            pages = []
-            for _ in range(4):
-                p = browser.new_page(viewport={"width": 1280, "height": 900})
-                p.goto(url)
-                p.get_by_text("Who built the lighthouse at Karsten Point?").first.click()
-                p.wait_for_function("document.querySelector('#context textarea').value.includes('Karsten')")
-                pages.append(p)
-            for p in pages:
-                p.click("#go")
-            deadline = time.time() + 120
-            while time.time() < deadline and not any("currently busy" in p.inner_text("body") for p in pages):
-                time.sleep(0.5)
-            assert any("currently busy" in p.inner_text("body") for p in pages)
-            browser.close()
-    finally:
-        app.terminate()
-        app.wait(timeout=30)
-        log.close()
+    with _app_in_chromium(tmp_path, "--max-chars", "2000", "--queue-size", "1") as (url, browser):
+        page = browser.new_page(viewport={"width": 1280, "height": 1200})
+        page.goto(url)
+        page.wait_for_selector("#go")
+        page.locator("#rate").wait_for(state="visible", timeout=30_000)
+        assert not page.locator("#budget").is_visible() and not page.locator("#threshold").is_visible()
+        page.locator("#control").get_by_text("budget").click()
+        page.locator("#budget").wait_for(state="visible", timeout=10_000)
+        assert not page.locator("#rate").is_visible() and not page.locator("#threshold").is_visible()
+        page.locator("#control").get_by_text("rate").click()
+        page.locator("#rate").wait_for(state="visible", timeout=10_000)
+        page.locator("#context textarea").fill("word " * 700)  # 3,500 characters
+        page.locator("#question textarea").fill("What?")
+        page.click("#go")
+        page.get_by_text("this app reads at most 2,000").first.wait_for(timeout=30_000)
+        pages = [_page_with_the_first_example(browser, url) for _ in range(4)]
+        for p in pages:
+            p.click("#go")
+        deadline = time.time() + 120
+        while time.time() < deadline and not any("currently busy" in p.inner_text("body") for p in pages):
+            time.sleep(0.5)
+        assert any("currently busy" in p.inner_text("body") for p in pages)

@@ -119,19 +119,27 @@ def test_a_document_longer_than_the_window_is_one_compression(tmp_path):
     assert len(_rows(db, "select id from compressions")) == 1
 
 
+def _numbered_docs(folder: Path, n: int) -> Path:
+    """``n`` versions of the paragraph, each with its own year, as files doc00.txt …"""
+    folder.mkdir()
+    for i in range(n):
+        (folder / f"doc{i:02d}.txt").write_text(PARAGRAPH.replace("1872", str(1800 + i)))
+    return folder
+
+
+def _compress_command(folder: Path, db: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "hyco2.batch", "compress", str(folder), "--db", str(db), "--batch-size", "1",
+            "--no-progress", *args]
+
+
 @pytest.mark.parametrize("workers", [[], ["--devices", "cpu,cpu"], ["--engine", "ray", "--devices", "cpu,cpu"]],
                          ids=["one-process", "two-workers", "ray"])
 def test_killed_run_resumes_with_each_document_exactly_once(tmp_path, workers):
     """Killed mid-run (the whole process group: with --devices, the workers too; with Ray, the driver,
     whose death takes its local cluster down), then run again."""
-    d = tmp_path / "many"
-    d.mkdir()
     n_docs = 14
-    for i in range(n_docs):
-        (d / f"doc{i:02d}.txt").write_text(PARAGRAPH.replace("1872", str(1800 + i)))
     db = tmp_path / "kill.db"
-    cmd = [sys.executable, "-m", "hyco2.batch", "compress", str(d), "--db", str(db), "--rate", "0.2",
-           "--batch-size", "1", "--no-progress"] + workers
+    cmd = _compress_command(_numbered_docs(tmp_path / "many", n_docs), db, "--rate", "0.2", *workers)
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     done_at_kill = 0
@@ -157,14 +165,9 @@ def test_killed_run_resumes_with_each_document_exactly_once(tmp_path, workers):
 
 def test_two_runs_on_one_database_at_once_both_end_cleanly_with_every_document_once(tmp_path):
     """The second run waits for the first (and says so), then finds every document done."""
-    d = tmp_path / "shared"
-    d.mkdir()
     n_docs = 6
-    for i in range(n_docs):
-        (d / f"doc{i}.txt").write_text(PARAGRAPH.replace("1872", str(1800 + i)))
     db = tmp_path / "shared.db"
-    cmd = [sys.executable, "-m", "hyco2.batch", "compress", str(d), "--db", str(db), "--budget", "8",
-           "--batch-size", "1", "--no-progress"]
+    cmd = _compress_command(_numbered_docs(tmp_path / "shared", n_docs), db, "--budget", "8")
     procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
