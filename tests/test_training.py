@@ -133,3 +133,30 @@ def test_pretraining_summary_carries_its_loss_curve(tiny, tmp_path):
     cfg = StageConfig("paraphrase", steps=2, batch_size=2, lr=1e-3, max_target_tokens=8, max_context_tokens=64)
     summary = Trainer(tiny, tmp_path, seed=0).run_stage(cfg, make_records("paraphrase", [PARAGRAPH], random.Random(0)))
     assert summary["history"] and all(h["stage"] == "paraphrase" for h in summary["history"])
+
+
+@pytest.mark.integration
+def test_stage3_under_torchrun_on_two_cpu_processes(tmp_path):
+    """The DDP path of the one loop (gloo, two processes on the CPU): both ranks train, the plan and the
+    examples seen count both, rank 0 saves one checkpoint, and the held-out loss is reported."""
+    import subprocess
+    import sys
+
+    from hyco2.compressor import DEFAULT_CHECKPOINT
+    from tests.conftest import ROOT, SQUAD_MINI
+
+    common = ["--stage", "instruct", "--qa", str(SQUAD_MINI), "--exclude-articles", "Southern_California",
+              "--limit-questions", "6", "--init", str(DEFAULT_CHECKPOINT), "--teacher-batch-size", "2",
+              "--teacher-cache", str(tmp_path / "teacher"), "--device", "cpu"]
+    cache = subprocess.run([sys.executable, "-m", "hyco2.training", *common, "--out", str(tmp_path / "c"),
+                            "--steps", "0", "0", "0"], cwd=ROOT, capture_output=True, text=True)
+    assert cache.returncode == 0, cache.stderr[-2000:]
+    out = tmp_path / "ddp"
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+                          "29517", "-m", "hyco2.training", *common, "--out", str(out), "--steps", "0", "0", "2",
+                          "--batch-size", "1", "--max-paragraphs", "2", "--held-out", "2"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    stage = json.loads((out / "checkpoint" / "config.json").read_text())["training"]["stages"][0]
+    assert stage["gpus"] == 2 and stage["steps_done"] == 2 and stage["examples_seen"] == 4
+    assert stage["held_out_records"] == 2 and stage["held_out"]["nll"] > 0
