@@ -50,7 +50,7 @@ FLOORS = [
     {"adapter", "classifier", "selection", "baselines"},  # the global view, the local view, the peers
     {"settings", "modeling"},
     {"compressor", "highlight"},
-    {"reader"},
+    {"reader", "compat"},
     {"training", "__main__", "batch", "app", ""},  # what users run: training, the CLI, batch mode, the app
 ]
 
