@@ -51,7 +51,7 @@ FLOORS = [
     {"settings", "modeling"},
     {"compressor", "highlight"},
     {"reader", "compat"},
-    {"training", "__main__", "batch", "app", ""},  # what users run: training, the CLI, batch mode, the app
+    {"training", "__main__", "batch", "app", "integrations", ""},  # what users run: training, the CLI, batch mode, the app
 ]
 
 
