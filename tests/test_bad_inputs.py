@@ -178,6 +178,7 @@ APP = [  # (context, question, control, rate, budget, threshold, message in the 
     (PARAGRAPH, "  ", "rate", 0.2, 30, 0.5, "question is empty"),
     (PARAGRAPH, "What?", "budget", 0.2, -3, 0.5, "budget must be"),
     (PARAGRAPH, "What?", "threshold", 0.2, 30, 1.0, "threshold must be"),
+    ("word " * 60_001, "What?", "rate", 0.2, 30, 0.5, "300,005 characters; this app reads at most 60,000"),
 ]
 
 
@@ -209,3 +210,19 @@ def test_a_named_pipe_in_the_folder_is_a_skipped_row_not_a_hang(tmp_path):
         assert con.execute("select count(*) from compressions where status = 'ok'").fetchone()[0] == 1
     finally:
         con.close()
+
+
+def test_every_command_names_itself_and_shares_one_default_rate():
+    """Console scripts print their own names in usage lines; the CLI, batch mode and the app all fall back
+    to the checkpoint's rate."""
+    from hyco2.__main__ import build_parser as cli_parser
+    from hyco2.app.callbacks import default_rate
+    from hyco2.batch.__main__ import build_parser as batch_parser
+    from hyco2.compressor import DEFAULT_CHECKPOINT
+    from hyco2.config import HyCo2Config
+
+    assert cli_parser().prog == "hyco2" and batch_parser().prog == "hyco2-batch"
+    assert default_rate() == HyCo2Config.load(DEFAULT_CHECKPOINT).default_rate == 0.15
+    for parser in (cli_parser(), batch_parser()):
+        sub = parser._subparsers._group_actions[0].choices["compress"]
+        assert sub.get_default("rate") is None  # no rate of their own: the checkpoint's
