@@ -47,3 +47,28 @@ def test_readme_is_short_and_leads_with_the_same_reader():
     assert len(text.splitlines()) <= 250, "history belongs in docs/RESULTS.md"
     results = text[text.index("## Results"):]
     assert results.index("keep-all") < results.index("raw backbone, full context")
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_files_named_from_git_history_are_there(doc):
+    """Earlier result files live in git, not in the tree: every `git show REV:PATH` a document names exists."""
+    import subprocess
+
+    refs = set(re.findall(r"git show ([0-9a-f]{7,40}):([\w./{},-]+)", doc.read_text(encoding="utf-8")))
+    if not refs:
+        return
+    if subprocess.run(["git", "rev-parse", "--git-dir"], cwd=ROOT, capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout")
+    missing = []
+    for rev, path in sorted(refs):
+        for p in _expand_braces(path.rstrip(".,")):
+            if subprocess.run(["git", "cat-file", "-e", f"{rev}:{p}"], cwd=ROOT, capture_output=True).returncode:
+                missing.append(f"{rev}:{p}")
+    assert not missing, f"{doc.name} names files git does not hold: {missing}"
+
+
+def _expand_braces(path: str) -> list[str]:
+    m = re.search(r"\{([^{}]*)\}", path)
+    if not m:
+        return [path]
+    return [q for alt in m.group(1).split(",") for q in _expand_braces(path[:m.start()] + alt + path[m.end():])]
