@@ -24,7 +24,7 @@ from .encoder import ContextEncoder, TokenizedContext, tokenize_context, tokeniz
 from .errors import CheckpointError, ContextTooLongError, EmptyInputError, InvalidSettingError
 from .forward import friendly_oom
 from .modeling import HyCo2Model
-from .selection import Selector, keep_count
+from .selection import Selector, check_whole_number, keep_count
 from .settings import CompressionSettings
 from .text import as_text
 from .transfer import HostCopy
@@ -143,7 +143,8 @@ class _QueuedBatch:
 
 
 class HyCo2Compressor:
-    """Backbone + adapter + classifier, with the compress/answer API."""
+    """Backbone + adapter + classifier: contexts in, :class:`CompressionResult` out (answering is
+    :class:`hyco2.reader.HyCo2Reader`'s)."""
 
     def __init__(self, backbone: Backbone, model: HyCo2Model, checkpoint: str = "",
                  max_context_tokens: int | None = None):
@@ -198,7 +199,7 @@ class HyCo2Compressor:
         if checkpoint is None and ckpt_dir is not None:
             # The shipped checkpoint serves any copy of its backbone (e.g. the same model by hub id);
             # for another backbone there is no trained checkpoint yet.
-            if HyCo2Config.load(ckpt_dir).backbone_fingerprint != backbone.fingerprint():
+            if config.backbone_fingerprint != backbone.fingerprint():
                 ckpt_dir = None
         if ckpt_dir is not None:
             hyco2 = HyCo2Model.from_pretrained(ckpt_dir, fingerprint=backbone.fingerprint())
@@ -311,11 +312,9 @@ class HyCo2Compressor:
         """
         s = self.settings(settings, rate=rate, budget=budget, threshold=threshold, method=method,
                           selector=selector, seed=seed, phrases=phrases)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise InvalidSettingError(f"batch_size must be a whole number ≥ 1, not {batch_size!r}.")
-        if batch_tokens is not None and (isinstance(batch_tokens, bool) or not isinstance(batch_tokens, int)
-                                         or batch_tokens < 1):
-            raise InvalidSettingError(f"batch_tokens must be a whole number ≥ 1 or None, not {batch_tokens!r}.")
+        check_whole_number("batch_size", batch_size)
+        if batch_tokens is not None:
+            check_whole_number("batch_tokens", batch_tokens)
         if isinstance(contexts, (str, bytes)):
             raise InvalidSettingError("compress_batch() takes a list of contexts; for one text use compress().")
         if not contexts:

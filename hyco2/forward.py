@@ -170,11 +170,12 @@ def greedy_decode(model, embeds: torch.Tensor, mask: torch.Tensor, positions: to
     past, nxt = out.past_key_values, out.logits[:, -1].argmax(-1)
     pos = positions[:, -1:] + 1
     done = torch.zeros(B, dtype=torch.bool, device=embeds.device)
+    stop = torch.tensor(sorted(stop_ids), device=embeds.device)
     new = []
     for step in range(max_new_tokens):
         tok = torch.where(done, torch.full_like(nxt, pad_id), nxt)
         new.append(tok)
-        done |= torch.isin(nxt, torch.tensor(sorted(stop_ids), device=nxt.device))
+        done |= torch.isin(nxt, stop)
         if bool(done.all()) or step == max_new_tokens - 1:
             break
         mask = torch.cat([mask, torch.ones((B, 1), dtype=mask.dtype, device=mask.device)], dim=1)

@@ -22,6 +22,7 @@ from .encoder import TokenizedContext
 from .errors import ContextTooLongError, EmptyInputError, HyCo2OutOfMemoryError, InvalidSettingError
 from .forward import forward_on_targets, friendly_oom, greedy_decode, target_nll
 from .prompting import KEPT, SOFT, embed_prompt, left_pad, prompt_parts, qa_user_text, with_gaps
+from .selection import check_whole_number
 from .settings import CompressionSettings
 from .text import DOCUMENT_SEPARATOR, as_text
 
@@ -68,11 +69,6 @@ class Answer:
     document_tokens: int  # of which the document (context, or kept + soft)
     latency_s: float
     compression: CompressionResult | None = None
-
-
-def _check_positive(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidSettingError(f"{name} must be a whole number ≥ 1, not {value!r}.")
 
 
 class HyCo2Reader:
@@ -179,7 +175,7 @@ class HyCo2Reader:
         """Greedy decoding from prompt embeddings, batched with left padding; each answer's first line
         (a small backbone tends to keep talking after it). ``positions``: each prompt's position ids,
         where they are not 0…T-1."""
-        _check_positive("max_new_tokens", max_new_tokens)
+        check_whole_number("max_new_tokens", max_new_tokens)
         bb = self.backbone
         E, mask = left_pad(embeds)
         with friendly_oom(), bb.eager_layers():
@@ -200,7 +196,7 @@ class HyCo2Reader:
         """Greedy decoding of one prompt, yielding the answer so far (first line) as it grows."""
         from transformers import TextIteratorStreamer
 
-        _check_positive("max_new_tokens", max_new_tokens)
+        check_whole_number("max_new_tokens", max_new_tokens)
         bb = self.backbone
         streamer = TextIteratorStreamer(bb.tokenizer, skip_prompt=True, skip_special_tokens=True)
         E, mask = left_pad([embeds])
@@ -283,7 +279,7 @@ class HyCo2Reader:
         """Answers in input order, ``batch_size`` prompts a decoding; the contexts are compressed first
         (:meth:`HyCo2Compressor.compress_batch`, same settings) unless ``compressions`` are given."""
         mode = Mode.parse(mode)
-        _check_positive("batch_size", batch_size)
+        check_whole_number("batch_size", batch_size)
         if len(questions) != len(contexts):
             raise InvalidSettingError(f"{len(contexts)} contexts but {len(questions)} questions.")
         qs = [self._question(q, "answer") for q in questions]
@@ -318,7 +314,7 @@ class HyCo2Reader:
         ``compressions`` must be given for the compressed modes (as returned by ``compress_batch``).
         """
         mode = Mode.parse(mode)
-        _check_positive("batch_size", batch_size)
+        check_whole_number("batch_size", batch_size)
         if mode.reads_compression and compressions is None:
             raise InvalidSettingError(f"answer_nll(mode={mode.value!r}) needs the compressions to score.")
         qs = [self._question(q, "answer_nll") for q in questions]

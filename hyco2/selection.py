@@ -50,9 +50,14 @@ def check_rate(rate: float) -> None:
         raise InvalidSettingError(f"rate must be a fraction in (0, 1], not {rate!r}.")
 
 
+def check_whole_number(name: str, value: int, minimum: int = 1, unit: str = "") -> None:
+    """``value`` is an int (not a bool) of at least ``minimum``, else an error that names ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidSettingError(f"{name} must be a whole number{unit} ≥ {minimum}, not {value!r}.")
+
+
 def check_budget(budget: int) -> None:
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
-        raise InvalidSettingError(f"budget must be a whole number of tokens ≥ 0, not {budget!r}.")
+    check_whole_number("budget", budget, 0, " of tokens")
 
 
 def check_threshold(threshold: float) -> None:

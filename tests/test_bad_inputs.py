@@ -98,37 +98,33 @@ def _listing(tmp):
     return sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*"))
 
 
-def _run(main, argv, tmp, capsys):
+def _refused(main, argv, tmp_path, capsys, monkeypatch) -> str:
+    """Run one command line on the fixtures: it must exit 2 with no traceback and write nothing; its stderr."""
+    _files(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    before = _listing(tmp_path)
     try:
-        code = main(argv)
+        code = main(_fill(argv, tmp_path))
     except SystemExit as exc:  # argparse's own errors
         code = exc.code
     err = capsys.readouterr().err
-    return code, err
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert _listing(tmp_path) == before  # nothing written: no database, no lock file, nothing else
+    return err
 
 
 @pytest.mark.parametrize("argv, message", CLI, ids=[" ".join(a[:1] + a[2:]) or a[0] for a, _ in CLI])
 def test_cli_bad_input_is_one_clear_line(argv, message, tmp_path, capsys, monkeypatch):
-    _files(tmp_path)
-    monkeypatch.chdir(tmp_path)
-    before = _listing(tmp_path)
-    code, err = _run(cli_main, _fill(argv, tmp_path), tmp_path, capsys)
-    assert code == 2, err
+    err = _refused(cli_main, argv, tmp_path, capsys, monkeypatch)
     assert message in err, err
-    assert "Traceback" not in err and len([line for line in err.splitlines() if "error" in line]) == 1
-    assert _listing(tmp_path) == before  # nothing written
+    assert len([line for line in err.splitlines() if "error" in line]) == 1
 
 
 @pytest.mark.parametrize("argv, message", BATCH, ids=[" ".join(a[:1] + a[3:]) for a, _ in BATCH])
 def test_batch_bad_input_is_one_clear_line_and_writes_nothing(argv, message, tmp_path, capsys, monkeypatch):
-    _files(tmp_path)
-    monkeypatch.chdir(tmp_path)
-    before = _listing(tmp_path)
-    code, err = _run(batch_main, _fill(argv, tmp_path), tmp_path, capsys)
-    assert code == 2, err
+    err = _refused(batch_main, argv, tmp_path, capsys, monkeypatch)
     assert message in err, err
-    assert "Traceback" not in err
-    assert _listing(tmp_path) == before  # no database, no lock file, nothing else
     assert (tmp_path / "notsqlite.db").read_text() == "this is not a database"  # never overwritten
 
 
