@@ -37,7 +37,7 @@ from ..prompting import KEPT, SOFT, left_pad, prompt_parts, qa_user_text, with_g
 from ..selection import keep_count, select_words_by_budget
 from ..text import DOCUMENT_SEPARATOR
 from .data import QAExample
-from .loop import STATE_NAME, LoopConfig, train
+from .loop import LoopConfig, train
 from .trainer import saliency_labels, upper_layer_attention
 
 log = logging.getLogger(__name__)
@@ -512,19 +512,21 @@ def train_distill(compressor, items: list[Item], cfg: DistillConfig, out_dir: Pa
     """
     bb, model = compressor.backbone, compressor.model
     dev = bb.device
-    state_file = out_dir / "instruct" / STATE_NAME
-    start = torch.load(state_file, map_location="cpu", weights_only=False)["step"] if state_file.is_file() else 0
     ddp = model
     if world > 1:
         ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
-    step_fn = DistillStep(bb, ddp, items, cfg, model.config.num_soft_tokens,
-                          random.Random(cfg.seed * 1009 + rank * 7919 + start))
     autocast = bf16_autocast(dev)
+    step_fn: DistillStep | None = None  # made at the first step: seeded by the step a run starts or resumes at
     order: list[int] = []
     ready: list[tuple[list[int], list[tuple]]] = []
-    shuffle = random.Random(cfg.seed + rank + start)
+    shuffle = random.Random()
 
-    def step(_: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def step(i: int) -> tuple[torch.Tensor, dict[str, float]]:
+        nonlocal step_fn
+        if step_fn is None:
+            step_fn = DistillStep(bb, ddp, items, cfg, model.config.num_soft_tokens,
+                                  random.Random(cfg.seed * 1009 + rank * 7919 + i))
+            shuffle.seed(cfg.seed + rank + i)
         if not ready:  # a pool of batches, bucketed by context length
             pool = []
             while len(pool) < cfg.batch_size * cfg.bucket_pool:
