@@ -354,8 +354,9 @@ def load_backbone(
         )
     else:
         source, extra = name, {}
-        unreachable = not _offline() and not hub_reachable()
-        if unreachable or _offline():  # the local hub cache only: one clear line, not a minute of retries
+        offline = _offline()
+        unreachable = not offline and not hub_reachable()
+        if offline or unreachable:  # the local hub cache only: one clear line, not a minute of retries
             extra = {"local_files_only": True}  # (said explicitly: huggingface_hub reads the env at import)
     try:
         tok = AutoTokenizer.from_pretrained(source, **extra)

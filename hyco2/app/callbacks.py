@@ -66,11 +66,11 @@ def examples() -> list[list]:
     qfile = ROOT / "assets" / "questions.jsonl"
     if not qfile.is_file():
         return rows
+    rate = default_rate()
     for line in qfile.read_text(encoding="utf-8").splitlines():
         if line.strip():
             item = json.loads(line)
-            rows.append([(EXAMPLES_DIR / item["file"]).read_text(encoding="utf-8").strip(), item["question"],
-                         default_rate()])
+            rows.append([(EXAMPLES_DIR / item["file"]).read_text(encoding="utf-8").strip(), item["question"], rate])
     return rows
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from hyco2.errors import HyCo2Error
 from hyco2.options import QUANTIZE_CHOICES
-from hyco2.text import GENERIC_INSTRUCTION
 from hyco2.settings import CompressionSettings, add_arguments, whole_number
+from hyco2.text import GENERIC_INSTRUCTION
 
 from .db import open_db
 from .documents import DEFAULT_MAX_BYTES, JSON_FIELDS, discover
