@@ -168,6 +168,15 @@ class HyCo2Reader:
             positions = torch.tensor(where, dtype=torch.long)
         return DecoderPrompt(embeds, n_doc, positions)
 
+    def _batch_prompts(self, mode: Mode, idx: range, contexts: list, qs: list[str],
+                       compressions: list[CompressionResult] | None
+                       ) -> tuple[list[CompressionResult | None], list["DecoderPrompt"]]:
+        """The compressions and decoder prompts of rows ``idx`` (the full mode reads each row's context)."""
+        comps = [compressions[i] if compressions is not None else None for i in idx]
+        prompts = [self.decoder_prompt(mode, qs[i], self._full_context(contexts[i], c) if mode is Mode.FULL else None,
+                                       c) for i, c in zip(idx, comps)]
+        return comps, prompts
+
     # ------------------------------------------------------------------ decoding
     @torch.no_grad()
     def generate(self, embeds: list[torch.Tensor], max_new_tokens: int = 32,
@@ -289,19 +298,13 @@ class HyCo2Reader:
         answers: list[Answer] = []
         for start in range(0, len(contexts), batch_size):
             t0 = time.perf_counter()
-            embeds, docs, comps, positions = [], [], [], []
-            for i in range(start, min(start + batch_size, len(contexts))):
-                comp = compressions[i] if compressions is not None else None
-                ctx = self._full_context(contexts[i], comp) if mode is Mode.FULL else None
-                prompt = self.decoder_prompt(mode, qs[i], ctx, comp)
-                embeds.append(prompt.embeds)
-                docs.append(prompt.document_tokens)
-                positions.append(prompt.position_ids)
-                comps.append(comp)
-            texts = self.generate(embeds, max_new_tokens=max_new_tokens, positions=positions)
+            idx = range(start, min(start + batch_size, len(contexts)))
+            comps, prompts = self._batch_prompts(mode, idx, contexts, qs, compressions)
+            texts = self.generate([p.embeds for p in prompts], max_new_tokens=max_new_tokens,
+                                  positions=[p.position_ids for p in prompts])
             latency = (time.perf_counter() - t0) / len(texts)
-            answers.extend(Answer(t, mode.value, int(e.shape[0]), d, latency, c)
-                           for t, e, d, c in zip(texts, embeds, docs, comps))
+            answers.extend(Answer(t, mode.value, int(p.embeds.shape[0]), p.document_tokens, latency, c)
+                           for t, p, c in zip(texts, prompts, comps))
         return answers
 
     @torch.no_grad()
@@ -321,9 +324,7 @@ class HyCo2Reader:
         out: list[float] = []
         for start in range(0, len(contexts), batch_size):
             idx = range(start, min(start + batch_size, len(contexts)))
-            comps = [compressions[i] if compressions is not None else None for i in idx]
-            prompts = [self.decoder_prompt(mode, qs[i], self._full_context(contexts[i], c) if mode is Mode.FULL
-                                           else None, c) for i, c in zip(idx, comps)]
+            _, prompts = self._batch_prompts(mode, idx, contexts, qs, compressions)
             tgt = [self.backbone.tokenizer(targets[i], add_special_tokens=False)["input_ids"] for i in idx]
             with friendly_oom():
                 logits, tids, tmask, _, _ = forward_on_targets(self.backbone.model, [p.embeds for p in prompts], tgt,
