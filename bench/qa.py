@@ -56,7 +56,7 @@ def reader_gap(comp: HyCo2Compressor, gap: str | None):
 def run_row(comp: HyCo2Compressor, items, name: str, mode: str, *, method: str = "hyco2", rate=None,
             budgets=None, selector: str = "classifier", batch_size: int = 8, max_new_tokens: int = 24,
             full_answers: list[str] | None = None, tag: str = "", phrases: float | None = None,
-            context_tokens: list[int] | None = None, gap: str | None = None,
+            spans: int | None = None, context_tokens: list[int] | None = None, gap: str | None = None,
             positions: str = "contiguous") -> tuple[dict, list]:
     """Compress (if needed), answer and score every item; per-question arrays plus costs."""
     contexts, questions = [it.context for it in items], [it.question for it in items]
@@ -64,7 +64,7 @@ def run_row(comp: HyCo2Compressor, items, name: str, mode: str, *, method: str =
     with PeakMemory(comp.backbone.device) as mem, reader_gap(comp, gap):
         if mode in ("hybrid", "soft", "hard"):
             t0 = time.perf_counter()
-            settings = CompressionSettings(rate=rate, method=method, selector=selector, phrases=phrases)
+            settings = CompressionSettings(rate=rate, method=method, selector=selector, phrases=phrases, spans=spans)
             if budgets is not None:  # same total budget as the hybrid row, question by question
                 comps = [comp.compress(c, q, settings=settings, budget=b) for c, q, b in zip(contexts, questions, budgets)]
             else:
@@ -83,7 +83,8 @@ def run_row(comp: HyCo2Compressor, items, name: str, mode: str, *, method: str =
     ref = full_answers if full_answers is not None else texts
     row = {
         "row": name, "tag": tag, "mode": mode, "method": method, "rate": rate, "selector": selector,
-        "phrases": settings.phrase_strength if comps is not None else None, "gap": comp.model.config.kept_gap if gap is None else gap, "positions": positions,
+        "phrases": settings.phrase_strength if comps is not None else None,
+        "spans": settings.span_count if comps is not None else None, "gap": comp.model.config.kept_gap if gap is None else gap, "positions": positions,
         "answers": texts,
         "em": [best_over_golds(exact_match, t, g) for t, g in zip(texts, golds)],
         "f1": [best_over_golds(f1_score, t, g) for t, g in zip(texts, golds)],
@@ -100,7 +101,8 @@ def run_row(comp: HyCo2Compressor, items, name: str, mode: str, *, method: str =
 
 def run_setting(comp: HyCo2Compressor, others: dict[str, HyCo2Compressor], items, k: int, rates, methods,
                 kw, log, rows: list[dict], save, phrases: float | None = None, ablations: bool = True,
-                selectors: tuple[str, ...] = (), gaps: tuple[str, ...] = (), original_positions: bool = False) -> None:
+                selectors: tuple[str, ...] = (), gaps: tuple[str, ...] = (), original_positions: bool = False,
+                spans: tuple[int, ...] = ()) -> None:
     """Every row for one K: full, none, keep-all (each checkpoint: the same reader reading every token,
     the reference a compression is measured against), soft, and per rate hybrid (each checkpoint), the
     reader-format and selection ablations, hard only, peers (``ablations=False`` leaves out soft only and
@@ -133,6 +135,8 @@ def run_setting(comp: HyCo2Compressor, others: dict[str, HyCo2Compressor], items
         if phrases is not None:  # the shipped default's ablation (e.g. 0: no phrases)
             add(run_row(comp, items, f"HyCo2 hybrid, phrases {phrases:g}", "hybrid", rate=rate, phrases=phrases,
                         **kw)[0])
+        for n in spans:  # the kept text as at most n stretches (same kept count)
+            add(run_row(comp, items, f"HyCo2 hybrid, {n} spans", "hybrid", rate=rate, spans=n, **kw)[0])
         for gap in gaps:
             add(run_row(comp, items, f"HyCo2 hybrid, gap {gap.strip() or repr(gap)}", "hybrid", rate=rate, gap=gap,
                         **kw)[0])
@@ -179,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--original-positions", action="store_true",
                    help="also measure the hybrid with kept tokens at their original position ids (reader-format "
                         "ablation; with --phrases, that row too)")
+    p.add_argument("--spans", nargs="*", type=int, default=[], metavar="N",
+                   help="also measure the hybrid keeping its tokens as at most N contiguous stretches")
     p.add_argument("--gaps", nargs="*", default=[], metavar="TEXT",
                    help="also measure the hybrid with TEXT between non-adjacent kept spans (reader-format ablation)")
     p.add_argument("--model", default=None, help="backbone (default: the checkpoint's)")
@@ -236,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         golds[str(k)] = [it.answers for it in items]
         positions[str(k)] = [gold_position(it) for it in items]
         run_setting(comp, others, items, k, args.rates, methods, kw, log, rows, save, args.phrases,
-                    args.ablations, tuple(args.selectors), tuple(args.gaps), args.original_positions)
+                    args.ablations, tuple(args.selectors), tuple(args.gaps), args.original_positions,
+                    tuple(args.spans))
     log(f"wrote {out} in {time.time() - t0:.0f} s")
     if shards == 1:
         from bench.report import qa_tables  # noqa: PLC0415 - only for the printed tables

@@ -11,7 +11,7 @@ from torch import nn
 
 from .config import HyCo2Config
 from .errors import InvalidSettingError
-from .selection import (Selection, check_phrase_strength, pull_neighbours, select_words_by_budget,
+from .selection import (Selection, check_phrase_strength, check_spans, pull_neighbours, select_spans_by_budget,
                         select_words_by_threshold)
 
 if TYPE_CHECKING:
@@ -74,9 +74,10 @@ class ClassifierSelector:
 
     name = "classifier"
 
-    def __init__(self, model: "HyCo2Model", threshold: float | None = None, phrases: float = 0.0):
+    def __init__(self, model: "HyCo2Model", threshold: float | None = None, phrases: float = 0.0, spans: int = 0):
         check_phrase_strength(phrases)
-        self.model, self.threshold, self.phrases = model, threshold, phrases
+        check_spans(spans)
+        self.model, self.threshold, self.phrases, self.spans = model, threshold, phrases, spans
 
     @torch.no_grad()
     def select(self, encoder: "ContextEncoder", ctx: "TokenizedContext", question: str | None,
@@ -95,5 +96,5 @@ class ClassifierSelector:
         elif n_keep is None:
             raise InvalidSettingError("The classifier needs a budget (n_keep) or a threshold.")
         else:
-            kept = select_words_by_budget(scores, ctx.words, n_keep)
+            kept = select_spans_by_budget(scores, ctx.words, n_keep, self.spans)
         return Selection(kept, list(keep_probabilities), passes)

@@ -263,14 +263,15 @@ class HyCo2Compressor:
     def selector_for(self, settings: CompressionSettings) -> Selector:
         """Who picks the kept tokens: HyCo2's classifier (budget or threshold) or a peer, one interface."""
         if settings.classifier_selects:
-            return ClassifierSelector(self.model, threshold=settings.threshold, phrases=settings.phrase_strength)
+            return ClassifierSelector(self.model, threshold=settings.threshold, phrases=settings.phrase_strength,
+                                      spans=settings.span_count)
         return get_selector(settings.method if settings.method != "hyco2" else settings.selector)
 
     def compress(self, context: str | bytes | None = None, question: str | bytes | None = None, *,
                  documents: list[str | bytes] | None = None, settings: CompressionSettings | None = None,
                  rate: float | None = None, budget: int | None = None, threshold: float | None = None,
                  method: str | None = None, selector: str | None = None, seed: int | None = None,
-                 phrases: float | None = None, progress: bool = False) -> CompressionResult:
+                 phrases: float | None = None, spans: int | None = None, progress: bool = False) -> CompressionResult:
         """Compress one context of any length, or a list of ``documents`` (see :meth:`compress_batch`).
 
         A context longer than one window, or a document list, is cut into chunks (blank lines, then
@@ -279,7 +280,7 @@ class HyCo2Compressor:
         selection over all chunks, so the total is exact). ``progress`` shows a bar over the chunks.
         """
         s = self.settings(settings, rate=rate, budget=budget, threshold=threshold, method=method,
-                          selector=selector, seed=seed, phrases=phrases)
+                          selector=selector, seed=seed, phrases=phrases, spans=spans)
         if context is not None and documents is not None:
             raise InvalidSettingError("Pass either a context or documents=[...], not both.")
         if context is None and documents is None:
@@ -295,7 +296,7 @@ class HyCo2Compressor:
                        settings: CompressionSettings | None = None, rate: float | None = None,
                        budget: int | None = None, threshold: float | None = None, method: str | None = None,
                        selector: str | None = None, seed: int | None = None, phrases: float | None = None,
-                       batch_size: int = 8, batch_tokens: int | None = None,
+                       spans: int | None = None, batch_size: int = 8, batch_tokens: int | None = None,
                        progress: bool = False) -> list[CompressionResult]:
         """Compress many contexts; one backbone forward per batch, results in input order.
 
@@ -308,10 +309,11 @@ class HyCo2Compressor:
         only), none meaning the checkpoint's default rate; ``method`` (``hyco2`` or a peer from
         :func:`hyco2.baselines.available_methods`, kept tokens only); ``selector`` (HyCo2's hard view:
         its trained ``classifier`` or any peer's selection, e.g. ``mig``, beside the soft tokens);
-        ``phrases`` (0–1, classifier only: kept words pull in their neighbours); ``seed``.
+        ``phrases`` (0–1, classifier only: kept words pull in their neighbours); ``spans`` (classifier
+        only: the kept text as at most this many contiguous stretches, 0 = whole words anywhere); ``seed``.
         """
         s = self.settings(settings, rate=rate, budget=budget, threshold=threshold, method=method,
-                          selector=selector, seed=seed, phrases=phrases)
+                          selector=selector, seed=seed, phrases=phrases, spans=spans)
         check_whole_number("batch_size", batch_size)
         if batch_tokens is not None:
             check_whole_number("batch_tokens", batch_tokens)
@@ -394,7 +396,7 @@ class HyCo2Compressor:
         if adjusted:
             log.warning("Kept %d tokens + %d soft do not fit the decoder's window; keeping the best %d.",
                         len(kept), k * len(chunks), room)
-            kept = ClassifierSelector(self.model, phrases=s.phrase_strength).select(
+            kept = ClassifierSelector(self.model, phrases=s.phrase_strength, spans=s.span_count).select(
                 self.encoder, ctx, question, room, keep_probabilities=p_all).positions
         segments = [(k, sum(1 for p in kept if start <= p < end)) for start, end in bounds]
         kept_ids = [ctx.ids[p] for p in kept]

@@ -65,6 +65,10 @@ def check_threshold(threshold: float) -> None:
         raise InvalidSettingError(f"threshold must be a probability in (0, 1), not {threshold!r}.")
 
 
+def check_spans(spans: int) -> None:
+    check_whole_number("spans", spans, 0)
+
+
 def check_phrase_strength(strength: float) -> None:
     if not _number(strength) or not 0.0 <= strength <= 1.0:
         raise InvalidSettingError(f"phrases must be a strength in [0, 1], not {strength!r}.")
@@ -124,6 +128,90 @@ def select_words_by_budget(scores: Sequence[float], words: Sequence[int], n_keep
         mask[first] = True
         left -= len(first)
     return np.flatnonzero(mask).tolist()
+
+
+def _best_window(cum: np.ndarray, starts_ok: np.ndarray, run: np.ndarray, length: int) -> tuple[float, int]:
+    """The best window of ``length`` tokens inside ``run`` (consecutive positions), starting at a word's
+    first token: (its score sum, its first position); (-inf, -1) if none fits."""
+    if len(run) < length:
+        return -np.inf, -1
+    first = run[: len(run) - length + 1]
+    sums = cum[first + length] - cum[first]
+    sums = np.where(starts_ok[first], sums, -np.inf)
+    i = int(np.argmax(sums))
+    return (float(sums[i]), int(first[i])) if np.isfinite(sums[i]) else (-np.inf, -1)
+
+
+def _grow(kept: np.ndarray, values: np.ndarray, w: np.ndarray, left: int) -> None:
+    """Add ``left`` tokens to ``kept`` at the edges of its stretches (never a new stretch): each step takes
+    the neighbouring word with the best mean score, the word after a stretch or, if it fits whole, the
+    word before it (a stretch keeps starting at a word's first token while it can)."""
+    n = len(kept)
+    while left:
+        best, take = -np.inf, None
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], kept.astype(np.int8), [0]])))
+        for a, b in zip(edges[::2], edges[1::2]):  # each stretch is kept[a:b]
+            if b < n:
+                end = b + 1
+                while end < n and w[end] == w[b] and not kept[end] and end - b < left:
+                    end += 1
+                if values[b:end].mean() > best:
+                    best, take = values[b:end].mean(), (b, end)
+            if a > 0:
+                start = a - 1
+                while start > 0 and w[start - 1] == w[a - 1] and not kept[start - 1]:
+                    start -= 1
+                if a - start <= left and values[start:a].mean() > best:
+                    best, take = values[start:a].mean(), (start, a)
+        if take is None:  # only the text's last stretch, after a word too long for what is left: its last tokens
+            a = int(next(e for e in edges[::2] if e > 0))
+            start = a
+            while start > 0 and not kept[start - 1] and a - start < left:
+                start -= 1
+            take = (start, a)
+        kept[take[0]: take[1]] = True
+        left -= take[1] - take[0]
+
+
+def select_spans_by_budget(scores: Sequence[float], words: Sequence[int], n_keep: int, spans: int) -> list[int]:
+    """Positions of exactly ``n_keep`` tokens as at most ``spans`` contiguous stretches of text, in order.
+
+    The decoder reads a stretch of text as it reads any passage, and scattered words as noise: with the
+    same kept count, a few whole stretches around the highest keep scores are what a frozen reader can
+    use. Greedy: each stretch in turn is the window with the highest score sum among the free positions,
+    starting at a word's first token, the budget still left shared equally among the stretches still to
+    come; what no free run could hold grows the stretches at their edges, so the count is always exact
+    and the stretches never more than ``spans``. ``spans=0``: whole words anywhere
+    (:func:`select_words_by_budget`).
+    """
+    check_spans(spans)
+    n = len(scores)
+    if n_keep >= n:
+        return list(range(n))
+    if n_keep <= 0:
+        return []
+    if spans == 0:
+        return select_words_by_budget(scores, words, n_keep)
+    values = np.asarray(scores, dtype=np.float64)
+    cum = np.concatenate([[0.0], np.cumsum(values)])
+    w = np.asarray(words)
+    starts_ok = np.concatenate([[True], w[1:] != w[:-1]])
+    kept = np.zeros(n, dtype=bool)
+    left = n_keep
+    for j in range(spans):
+        length = -(-left // (spans - j))  # ceil: the stretches still to come share what is left
+        free = np.flatnonzero(~kept)
+        runs = np.split(free, np.flatnonzero(np.diff(free) != 1) + 1)
+        best = max((_best_window(cum, starts_ok, r, length) for r in runs), key=lambda t: t[0])
+        if best[1] < 0:  # no free run holds it: the stretches grow instead
+            break
+        kept[best[1]: best[1] + length] = True
+        left -= length
+        if left == 0:
+            break
+    if left:
+        _grow(kept, values, w, left)
+    return np.flatnonzero(kept).tolist()
 
 
 def pull_neighbours(scores: Sequence[float], words: Sequence[int], strength: float) -> list[float]:

@@ -9,13 +9,15 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from .errors import InvalidSettingError
-from .selection import check_budget, check_phrase_strength, check_rate, check_threshold
+from .selection import check_budget, check_phrase_strength, check_rate, check_spans, check_threshold
 
 CLASSIFIER = "classifier"
 #: Phrase strength when none is given and HyCo2's classifier selects. Measured on one H200 (the s7
 #: checkpoint, 1,295 unseen questions, same kept count): +2.0 F1 [+0.5, +3.7] and +4.5 answer-contains
 #: [+2.6, +6.5] at rate 0.10, +1.2 / +2.1 (beyond the paired CI) on 10-passage inputs; see docs/DESIGN.md.
 DEFAULT_PHRASES = 0.9
+#: Kept stretches when none is given and HyCo2's classifier keeps a rate or budget (0 = whole words, anywhere).
+DEFAULT_SPANS = 0
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,8 @@ class CompressionSettings:
     - ``selector``: HyCo2's hard view: its trained ``classifier`` or a peer's selection beside the soft tokens.
     - ``phrases``: 0–1, kept words pull in their neighbours (classifier only; 0 = off; None = 0.9 when the
       classifier keeps a rate or budget, the measured default: a kept name or number brings its word).
+    - ``spans``: the kept text as at most this many contiguous stretches (classifier only; 0 = whole words
+      anywhere; None = the default, ``DEFAULT_SPANS``).
     - ``seed``: for the methods that draw (random drop).
     """
 
@@ -39,6 +43,7 @@ class CompressionSettings:
     method: str = "hyco2"
     selector: str = CLASSIFIER
     phrases: float | None = None
+    spans: int | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -63,6 +68,11 @@ class CompressionSettings:
             raise InvalidSettingError("selector only applies to method='hyco2' (a peer is its own selector).")
         if self.phrases is not None:
             check_phrase_strength(self.phrases)
+        if self.spans is not None:
+            check_spans(self.spans)
+        if self.spans and (not self.classifier_selects or self.threshold is not None):
+            raise InvalidSettingError("spans applies to HyCo2's classifier keeping a rate or budget (method='hyco2', "
+                                      "selector='classifier', no threshold).")
         if self.threshold is not None and not self.classifier_selects:
             raise InvalidSettingError("threshold mode needs HyCo2's classifier (method='hyco2', selector='classifier').")
         if self.phrases and not self.classifier_selects:
@@ -85,6 +95,14 @@ class CompressionSettings:
         return DEFAULT_PHRASES if self.classifier_selects and self.threshold is None else 0.0
 
     @property
+    def span_count(self) -> int:
+        """The stretches the selection keeps at most: the given number, else the default when the classifier
+        keeps a budget (0: whole words anywhere; threshold mode keeps every word at or above it)."""
+        if self.spans is not None:
+            return int(self.spans)
+        return DEFAULT_SPANS if self.classifier_selects and self.threshold is None else 0
+
+    @property
     def soft(self) -> bool:
         """The method adds soft tokens (HyCo2 with any hard view); a peer keeps tokens only."""
         return self.method == "hyco2"
@@ -102,7 +120,7 @@ class CompressionSettings:
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as results record them: the phrase strength resolved (what made the output)."""
-        return {**asdict(self), "phrases": self.phrase_strength}
+        return {**asdict(self), "phrases": self.phrase_strength, "spans": self.span_count}
 
     @classmethod
     def build(cls, settings: "CompressionSettings | None" = None, **overrides: Any) -> "CompressionSettings":
@@ -155,4 +173,8 @@ def add_arguments(parser: argparse.ArgumentParser, *, selector: bool = True, phr
         parser.add_argument("--phrases", type=float, default=None,
                             help=f"0-1: kept words pull in their neighbours (HyCo2's classifier only; default "
                                  f"{DEFAULT_PHRASES}, 0 = off)")
+    if phrases:
+        parser.add_argument("--spans", type=whole_number(0), default=None,
+                            help=f"keep the text as at most this many contiguous stretches (HyCo2's classifier "
+                                 f"only; default {DEFAULT_SPANS}, 0 = whole words anywhere)")
     parser.add_argument("--seed", type=whole_number(0), default=None, help="seed for methods that draw (random)")

@@ -10,6 +10,10 @@
 #   bash scripts/fidelity_on_gpu.sh measure SECONDS   only the shipped checkpoint's rows (as in a, no training):
 #       the measurement set at K=1 and K=10 (other articles) with peers, the hybrid without phrases (--phrases 0) and (K=1) kept tokens at
 #       their original positions; the same reader-format ablations on the validation articles
+#       (K1_ARGS, K10_ARGS, VAL_ARGS replace each run's rows, e.g. the kept-stretches ablation of session 13:
+#       K1_ARGS="--rates 0.15 0.1 --methods --no-ablations --spans 1 2 3" K10_SHARDS=12
+#       K10_ARGS="--rates 0.1 --methods longllmlingua --selectors longllmlingua --no-ablations --spans 1 2 3"
+#       VAL_ARGS="--rates 0.1 0.15 --methods --no-ablations --spans 1 2 3 4")
 #   bash scripts/fidelity_on_gpu.sh b SECONDS [TRAIN_SECONDS]   both variants trained on for TRAIN_SECONDS, then
 #       measured beside the shipped checkpoint on the validation articles and the measurement set
 set -euo pipefail
@@ -50,12 +54,13 @@ train() {  # RUN INIT SECONDS GAP [LR]: one variant, resumable, its checkpoint u
 }
 want() { [[ " ${ONLY:-k1 k10 val} " == *" $1 "* ]]; }  # ONLY="k10 val": some of the measure phase's runs
 if [ "$phase" = measure ]; then
-  want k1 && bench k1 $K1_SHARDS 1 $(( $(left) - 60 )) --rates 0.1 0.15 --methods truncate longllmlingua \
-    --selectors longllmlingua --no-ablations --phrases 0 --original-positions
-  want k10 && bench k10 $K10_SHARDS 10 $(( $(left) - 60 )) --distractors other --rates 0.1 --methods truncate longllmlingua \
-    --selectors longllmlingua --no-ablations --batch-size 32 --phrases 0
-  want val && bench val 1 1 $(( $(left) - 60 )) --set validation --rates 0.1 0.15 --methods --no-ablations \
-    --phrases 0 --original-positions
+  # K1_ARGS, K10_ARGS, VAL_ARGS: other rows for each run (default: session 12's phrases and positions ablation)
+  want k1 && bench k1 $K1_SHARDS 1 $(( $(left) - 60 )) ${K1_ARGS:---rates 0.1 0.15 --methods truncate longllmlingua \
+    --selectors longllmlingua --no-ablations --phrases 0 --original-positions}
+  want k10 && bench k10 $K10_SHARDS 10 $(( $(left) - 60 )) --distractors other --batch-size 32 ${K10_ARGS:---rates 0.1 \
+    --methods truncate longllmlingua --selectors longllmlingua --no-ablations --phrases 0}
+  want val && bench val 1 1 $(( $(left) - 60 )) --set validation ${VAL_ARGS:---rates 0.1 0.15 --methods --no-ablations \
+    --phrases 0 --original-positions}
   wait || true
   for name in ${ONLY:-k1 k10 val}; do merge $name; done  # a minute left for the merges (bootstrap CIs)
   (cd $W/bench && tar czf "$OUT/bench-logs.tgz" *.log)

@@ -157,3 +157,67 @@ def test_classifier_selector_shares_the_peers_interface(tiny):
         ClassifierSelector(tiny.model).select(tiny.encoder, ctx, q, None, keep_probabilities=r.probabilities)
     with pytest.raises(ValueError, match="keep probabilities"):
         ClassifierSelector(tiny.model).select(tiny.encoder, ctx, q, 12, keep_probabilities=[0.5])
+
+
+def _stretches(positions):
+    """The kept positions as maximal runs of consecutive positions."""
+    runs = []
+    for p in positions:
+        if runs and p == runs[-1][-1] + 1:
+            runs[-1].append(p)
+        else:
+            runs.append([p])
+    return runs
+
+
+def test_spans_keep_the_budget_exactly_in_at_most_that_many_stretches():
+    from hyco2.selection import select_spans_by_budget
+
+    rng = random.Random(1)
+    for _ in range(400):
+        scores, words = _random_case(rng)
+        k = rng.randint(0, len(scores))
+        spans = rng.randint(1, 4)
+        kept = select_spans_by_budget(scores, words, k, spans)
+        assert len(kept) == k and kept == sorted(set(kept))
+        if 0 < k < len(scores):
+            assert len(_stretches(kept)) <= spans, (scores, words, k, spans)
+        if 0 < k <= len(scores) // 2:  # room enough: every stretch starts at a word's first token
+            for run in _stretches(kept):
+                assert run[0] == 0 or words[run[0]] != words[run[0] - 1], (scores, words, k, spans)
+
+
+def test_one_span_is_the_best_window_that_starts_at_a_word():
+    from hyco2.selection import select_spans_by_budget
+
+    rng = random.Random(2)
+    for _ in range(300):
+        scores, words = _random_case(rng)
+        k = rng.randint(1, len(scores))
+        starts = [a for a in range(len(scores) - k + 1) if a == 0 or words[a] != words[a - 1]]
+        best = max(sum(scores[a:a + k]) for a in starts)
+        kept = select_spans_by_budget(scores, words, k, 1)
+        assert kept == list(range(kept[0], kept[0] + k))
+        assert sum(scores[p] for p in kept) == pytest.approx(best)
+
+
+def test_spans_find_the_high_stretches_and_zero_means_words():
+    from hyco2.selection import select_spans_by_budget
+
+    scores = [0.1, 0.9, 0.8, 0.1, 0.1, 0.1, 0.7, 0.9, 0.1, 0.95]
+    words = list(range(10))
+    assert select_spans_by_budget(scores, words, 4, 2) == [1, 2, 6, 7]
+    assert select_spans_by_budget(scores, words, 4, 0) == select_words_by_budget(scores, words, 4) == [1, 2, 7, 9]
+    with pytest.raises(InvalidSettingError, match="spans"):
+        select_spans_by_budget(scores, words, 4, -1)
+
+
+def test_compress_with_spans_keeps_the_budget_in_stretches(tiny):
+    from tests.conftest import PARAGRAPH
+
+    r = tiny.compress(PARAGRAPH, "Who built it?", budget=12, spans=2)
+    assert r.kept_tokens == 12 and len(_stretches(r.kept_positions)) <= 2
+    with pytest.raises(InvalidSettingError, match="spans"):
+        tiny.compress(PARAGRAPH, "Who built it?", threshold=0.5, spans=2)
+    with pytest.raises(InvalidSettingError, match="spans"):
+        tiny.compress(PARAGRAPH, "Who built it?", rate=0.2, method="truncate", spans=2)
