@@ -84,7 +84,7 @@ def run_row(comp: HyCo2Compressor, items, name: str, mode: str, *, method: str =
     row = {
         "row": name, "tag": tag, "mode": mode, "method": method, "rate": rate, "selector": selector,
         "phrases": settings.phrase_strength if comps is not None else None,
-        "spans": settings.span_count if comps is not None else None, "gap": comp.model.config.kept_gap if gap is None else gap, "positions": positions,
+        "spans": settings.to_dict()["spans"] if comps is not None else None, "gap": comp.model.config.kept_gap if gap is None else gap, "positions": positions,
         "answers": texts,
         "em": [best_over_golds(exact_match, t, g) for t, g in zip(texts, golds)],
         "f1": [best_over_golds(f1_score, t, g) for t, g in zip(texts, golds)],
@@ -136,7 +136,8 @@ def run_setting(comp: HyCo2Compressor, others: dict[str, HyCo2Compressor], items
             add(run_row(comp, items, f"HyCo2 hybrid, phrases {phrases:g}", "hybrid", rate=rate, phrases=phrases,
                         **kw)[0])
         for n in spans:  # the kept text as at most n stretches (same kept count)
-            add(run_row(comp, items, f"HyCo2 hybrid, {n} spans", "hybrid", rate=rate, spans=n, **kw)[0])
+            label = f"HyCo2 hybrid, {n} spans" if n else "HyCo2 hybrid, whole words"
+            add(run_row(comp, items, label, "hybrid", rate=rate, spans=n, **kw)[0])
         for gap in gaps:
             add(run_row(comp, items, f"HyCo2 hybrid, gap {gap.strip() or repr(gap)}", "hybrid", rate=rate, gap=gap,
                         **kw)[0])
@@ -184,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="also measure the hybrid with kept tokens at their original position ids (reader-format "
                         "ablation; with --phrases, that row too)")
     p.add_argument("--spans", nargs="*", type=int, default=[], metavar="N",
-                   help="also measure the hybrid keeping its tokens as at most N contiguous stretches")
+                   help="also measure the hybrid keeping its tokens as at most N contiguous stretches (0: whole words "
+                        "anywhere; the 'HyCo2 hybrid' row keeps one stretch per 60 kept tokens)")
     p.add_argument("--gaps", nargs="*", default=[], metavar="TEXT",
                    help="also measure the hybrid with TEXT between non-adjacent kept spans (reader-format ablation)")
     p.add_argument("--model", default=None, help="backbone (default: the checkpoint's)")

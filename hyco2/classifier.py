@@ -66,7 +66,9 @@ def add_question_match(model: nn.Module) -> None:
 
 class ClassifierSelector:
     """HyCo2's trained retention classifier behind the one :class:`~hyco2.selection.Selector` interface,
-    with a budget (``n_keep``) or a ``threshold``; ``phrases`` lets kept words pull in their neighbours.
+    with a budget (``n_keep``) or a ``threshold``; ``phrases`` lets kept words pull in their neighbours;
+    ``spans`` keeps a budget as at most that many stretches of text (0: whole words anywhere; None: one
+    stretch per :data:`~hyco2.selection.SPAN_TOKENS` kept tokens).
 
     The compressor passes the keep probabilities of the encoder pass that also made the soft tokens
     (``keep_probabilities``), so selecting costs no second forward; without them it runs that pass.
@@ -74,9 +76,11 @@ class ClassifierSelector:
 
     name = "classifier"
 
-    def __init__(self, model: "HyCo2Model", threshold: float | None = None, phrases: float = 0.0, spans: int = 0):
+    def __init__(self, model: "HyCo2Model", threshold: float | None = None, phrases: float = 0.0,
+                 spans: int | None = 0):
         check_phrase_strength(phrases)
-        check_spans(spans)
+        if spans is not None:
+            check_spans(spans)
         self.model, self.threshold, self.phrases, self.spans = model, threshold, phrases, spans
 
     @torch.no_grad()

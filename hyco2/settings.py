@@ -9,15 +9,13 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from .errors import InvalidSettingError
-from .selection import check_budget, check_phrase_strength, check_rate, check_spans, check_threshold
+from .selection import SPAN_TOKENS, check_budget, check_phrase_strength, check_rate, check_spans, check_threshold
 
 CLASSIFIER = "classifier"
 #: Phrase strength when none is given and HyCo2's classifier selects. Measured on one H200 (the s7
 #: checkpoint, 1,295 unseen questions, same kept count): +2.0 F1 [+0.5, +3.7] and +4.5 answer-contains
 #: [+2.6, +6.5] at rate 0.10, +1.2 / +2.1 (beyond the paired CI) on 10-passage inputs; see docs/DESIGN.md.
 DEFAULT_PHRASES = 0.9
-#: Kept stretches when none is given and HyCo2's classifier keeps a rate or budget (0 = whole words, anywhere).
-DEFAULT_SPANS = 0
 
 
 @dataclass(frozen=True)
@@ -33,7 +31,8 @@ class CompressionSettings:
     - ``phrases``: 0–1, kept words pull in their neighbours (classifier only; 0 = off; None = 0.9 when the
       classifier keeps a rate or budget, the measured default: a kept name or number brings its word).
     - ``spans``: the kept text as at most this many contiguous stretches (classifier only; 0 = whole words
-      anywhere; None = the default, ``DEFAULT_SPANS``).
+      anywhere; None = one stretch per ``SPAN_TOKENS`` (60) kept tokens when the classifier keeps a rate or
+      budget, so a paragraph keeps words and a document list a few passages' worth of whole text).
     - ``seed``: for the methods that draw (random drop).
     """
 
@@ -95,12 +94,13 @@ class CompressionSettings:
         return DEFAULT_PHRASES if self.classifier_selects and self.threshold is None else 0.0
 
     @property
-    def span_count(self) -> int:
-        """The stretches the selection keeps at most: the given number, else the default when the classifier
-        keeps a budget (0: whole words anywhere; threshold mode keeps every word at or above it)."""
+    def span_count(self) -> int | None:
+        """The stretches the selection keeps at most: the given number; None (one per ``SPAN_TOKENS`` kept
+        tokens) when the classifier keeps a budget and none was given; else 0 (threshold mode keeps every
+        word at or above it, a peer keeps what it keeps)."""
         if self.spans is not None:
             return int(self.spans)
-        return DEFAULT_SPANS if self.classifier_selects and self.threshold is None else 0
+        return None if self.classifier_selects and self.threshold is None else 0
 
     @property
     def soft(self) -> bool:
@@ -120,7 +120,9 @@ class CompressionSettings:
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as results record them: the phrase strength resolved (what made the output)."""
-        return {**asdict(self), "phrases": self.phrase_strength, "spans": self.span_count}
+        spans = self.span_count
+        return {**asdict(self), "phrases": self.phrase_strength,
+                "spans": spans if spans is not None else f"1 per {SPAN_TOKENS} kept tokens"}
 
     @classmethod
     def build(cls, settings: "CompressionSettings | None" = None, **overrides: Any) -> "CompressionSettings":
@@ -176,5 +178,5 @@ def add_arguments(parser: argparse.ArgumentParser, *, selector: bool = True, phr
     if phrases:
         parser.add_argument("--spans", type=whole_number(0), default=None,
                             help=f"keep the text as at most this many contiguous stretches (HyCo2's classifier "
-                                 f"only; default {DEFAULT_SPANS}, 0 = whole words anywhere)")
+                                 f"only; default: one per {SPAN_TOKENS} kept tokens; 0 = whole words anywhere)")
     parser.add_argument("--seed", type=whole_number(0), default=None, help="seed for methods that draw (random)")

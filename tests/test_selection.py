@@ -221,3 +221,26 @@ def test_compress_with_spans_keeps_the_budget_in_stretches(tiny):
         tiny.compress(PARAGRAPH, "Who built it?", threshold=0.5, spans=2)
     with pytest.raises(InvalidSettingError, match="spans"):
         tiny.compress(PARAGRAPH, "Who built it?", rate=0.2, method="truncate", spans=2)
+
+
+def test_auto_spans_keep_words_for_small_budgets_and_stretches_for_large():
+    from hyco2.selection import SPAN_TOKENS, auto_spans, select_spans_by_budget
+
+    rng = random.Random(3)
+    scores = [rng.random() for _ in range(2000)]
+    words = sorted(rng.randrange(1400) for _ in range(2000))
+    small = SPAN_TOKENS // 2 - 1
+    assert auto_spans(small) == 0
+    assert select_spans_by_budget(scores, words, small, None) == select_words_by_budget(scores, words, small)
+    kept = select_spans_by_budget(scores, words, 3 * SPAN_TOKENS, None)
+    assert len(kept) == 3 * SPAN_TOKENS and len(_stretches(kept)) <= 3
+
+
+def test_settings_resolve_the_span_rule(tiny):
+    from hyco2.settings import CompressionSettings
+
+    assert CompressionSettings(rate=0.1).span_count is None  # the classifier's rule
+    assert CompressionSettings(rate=0.1).to_dict()["spans"] == "1 per 60 kept tokens"
+    assert CompressionSettings(threshold=0.5).span_count == 0
+    assert CompressionSettings(rate=0.1, method="truncate").span_count == 0
+    assert CompressionSettings(rate=0.1, spans=2).to_dict()["spans"] == 2
