@@ -53,6 +53,8 @@ CLI = [  # (argv, what the one line says); every case fails before the model loa
     (["compress", "{ok.txt}", "--method", "nope"], "Unknown method 'nope'"),
     (["compress", "{ok.txt}", "--selector", "nope"], "Unknown selector 'nope'"),
     (["compress", "{ok.txt}", "--phrases", "2"], "phrases must be a strength in [0, 1]"),
+    (["compress", "{ok.txt}", "--spans", "-1"], "--spans: must be at least 0"),
+    (["compress", "{ok.txt}", "--spans", "2", "--threshold", "0.5"], "spans applies to"),
     (["compress", "{ok.txt}", "--threshold", "0.5", "--method", "truncate"], "threshold mode needs"),
     (["compress", "{ok.txt}", "--phrases", "0.5", "--method", "llmlingua"], "phrases applies to"),
     (["compress", "{ok.txt}", "--selector", "mig", "--method", "truncate"], "selector only applies"),
@@ -67,6 +69,7 @@ BATCH = [  # (argv, message); --db is always {tmp}/out.db unless given, and must
     (["compress", "{nowhere}", "--db", "{out.db}"], "No such folder"),
     (["compress", "{docs}", "--db", "{tmp}/no/such/folder/out.db"], "does not exist; create it first"),
     (["compress", "{docs}", "--db", "{folder}"], "is not a file"),
+    (["compress", "{docs}", "--db", "/proc/hyco2-out.db"], "cannot be written"),  # read-only for root too
     (["compress", "{docs}", "--db", "{notsqlite.db}"], "is not a SQLite database"),
     (["compress", "{docs}", "--db", "{out.db}", "--chunk-tokens", "-5"], "--chunk-tokens: must be at least 1"),
     (["compress", "{docs}", "--db", "{out.db}", "--batch-size", "0"], "--batch-size: must be at least 1"),
@@ -126,6 +129,34 @@ def test_batch_bad_input_is_one_clear_line_and_writes_nothing(argv, message, tmp
     err = _refused(batch_main, argv, tmp_path, capsys, monkeypatch)
     assert message in err, err
     assert (tmp_path / "notsqlite.db").read_text() == "this is not a database"  # never overwritten
+
+
+def test_batch_refuses_a_read_only_database_before_the_model_loads(tmp_path, capsys):
+    """An earlier run's database that cannot be written: one line, exit 2, the file unchanged, no lock file.
+    Permission bits do not bind root (CI's containers), so as root the file is made immutable instead."""
+    import subprocess
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text(PARAGRAPH)
+    db = tmp_path / "old.db"
+    sqlite3.connect(db).execute("create table t (x)").connection.close()
+    before = db.read_bytes()
+    db.chmod(0o444)
+    immutable = os.geteuid() == 0
+    if immutable:
+        made = subprocess.run(["chattr", "+i", str(db)], capture_output=True, text=True)
+        if made.returncode:
+            pytest.skip(f"running as root and chattr +i is refused here ({made.stderr.strip()}): no read-only file")
+    try:
+        code = batch_main(["compress", str(tmp_path / "docs"), "--db", str(db)])
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert "is read-only" in err and "Traceback" not in err
+        assert db.read_bytes() == before
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["docs", "old.db"]  # no lock file beside it
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(db)], check=True)
 
 
 LIBRARY = [  # (call on the tiny compressor / reader, error class, message)

@@ -49,7 +49,7 @@ def check_db(path: str, *, create: bool) -> None:
         if head and head != SQLITE_HEADER:
             raise HyCo2Error(f"--db {path} is not a SQLite database: give a new file name or an earlier run's "
                              f"database.")
-        if create and not os.access(p, os.W_OK):
+        if create and not _can_write(p, folder=False):
             raise HyCo2Error(f"--db {path} is read-only: give a file you can write.")
         return
     if not create:
@@ -57,8 +57,28 @@ def check_db(path: str, *, create: bool) -> None:
     folder = p.parent if str(p.parent) else Path(".")
     if not folder.is_dir():
         raise HyCo2Error(f"--db {path}: the folder {folder} does not exist; create it first.")
-    if not os.access(folder, os.W_OK):
+    if not _can_write(folder, folder=True):
         raise HyCo2Error(f"--db {path}: the folder {folder} cannot be written; choose another place.")
+
+
+def _can_write(path: Path, *, folder: bool) -> bool:
+    """Whether this process can write there, by trying: permission bits do not bind root, and a read-only
+    mount or a pseudo file system (/proc) refuses whatever they say. A folder gets a probe file, removed at
+    once; a file is opened for appending, which changes nothing."""
+    if not os.access(path, os.W_OK):
+        return False
+    try:
+        if folder:
+            import tempfile  # noqa: PLC0415
+
+            with tempfile.NamedTemporaryFile(dir=path, prefix=".hyco2-probe-"):
+                pass
+        else:
+            with open(path, "ab"):
+                pass
+    except OSError:
+        return False
+    return True
 
 
 def run_lock(db_path: str):
