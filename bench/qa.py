@@ -32,6 +32,7 @@ from hyco2.training.data import DISTRACTORS, with_distractors
 if __package__ in (None, ""):  # python bench/qa.py: the repo root on the path, for the bench package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import NAMES, SETS, SHARED, PeakMemory, gold_position, load_items, machine  # noqa: E402
+from bench.official import ROWS as OFFICIAL_ROWS  # noqa: E402
 
 FIRST = ("truncate", "longllmlingua", "llmlingua")  # measured first, in case a run hits its time limit
 
@@ -99,15 +100,41 @@ def run_row(comp: HyCo2Compressor, items, name: str, mode: str, *, method: str =
     return row, comps
 
 
+def official_model_folder(comp: HyCo2Compressor) -> str:
+    """The backbone as the official package loads it: a packaged alias's converted folder, else its name."""
+    from hyco2.backbone import PACKAGED_MODELS, packaged_source  # noqa: PLC0415
+
+    name = comp.backbone.name
+    return packaged_source(name) if name in PACKAGED_MODELS else name
+
+
+def official_row(comp: HyCo2Compressor, official, items, name: str, rate: float, targets: list[int], kw) -> dict:
+    """The official package compresses each context to its target (cl100k tokens); the raw backbone reads
+    what it kept as the context. Its seconds are the package's, question by question."""
+    from dataclasses import replace  # noqa: PLC0415
+
+    t0 = time.perf_counter()
+    try:
+        kept = [official.compress(it.context, it.question, t, name) for it, t in zip(items, targets)]
+    except Exception as exc:  # noqa: BLE001 - the package's own failure is the finding: say it, measure the rest
+        return {"row": name, "rate": rate, "error": f"{type(exc).__name__}: {exc}"[:300]}
+    seconds = (time.perf_counter() - t0) / len(items)
+    row, _ = run_row(comp, [replace(it, context=k) for it, k in zip(items, kept)], name, "full", **kw)
+    row.update(mode="hard", method=name, rate=rate, compress_ms=1000 * seconds, target_cl100k=targets)
+    return row
+
+
 def run_setting(comp: HyCo2Compressor, others: dict[str, HyCo2Compressor], items, k: int, rates, methods,
                 kw, log, rows: list[dict], save, phrases: float | None = None, ablations: bool = True,
                 selectors: tuple[str, ...] = (), gaps: tuple[str, ...] = (), original_positions: bool = False,
-                spans: tuple[int, ...] = ()) -> None:
+                spans: tuple[int, ...] = (), official=None, failures: list | None = None) -> None:
     """Every row for one K: full, none, keep-all (each checkpoint: the same reader reading every token,
     the reference a compression is measured against), soft, and per rate hybrid (each checkpoint), the
     reader-format and selection ablations, hard only, peers (``ablations=False`` leaves out soft only and
     hard only). Rows are appended to ``rows`` and saved as they come, so a run stopped at its time limit
     keeps them."""
+
+    failures = failures if failures is not None else []
 
     def add(row: dict) -> dict:
         row["paragraphs"] = k
@@ -154,6 +181,15 @@ def run_setting(comp: HyCo2Compressor, others: dict[str, HyCo2Compressor], items
         for sel in dict.fromkeys([*selectors, *(["mig"] if "mig" in methods else [])]):
             add(run_row(comp, items, f"HyCo2 soft + {NAMES.get(sel, sel)} selection", "hybrid", rate=rate,
                         selector=sel, **kw)[0])
+        if official is not None:  # the llmlingua package itself, at the hybrid's budget question by question
+            targets = [max(1, round(c.compressed_tokens / c.context_tokens * c.cl100k_context_tokens)) for c in comps]
+            for name in OFFICIAL_ROWS:
+                row = official_row(comp, official, items, name, rate, targets, kw)
+                if "error" in row:
+                    log(f"  K={k} {name} rate={rate}: the package failed ({row['error']}); row left out")
+                    failures.append({**row, "paragraphs": k})
+                else:
+                    add(row)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,6 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--spans", nargs="*", type=int, default=[], metavar="N",
                    help="also measure the hybrid keeping its tokens as at most N contiguous stretches (0: whole words "
                         "anywhere; the 'HyCo2 hybrid' row keeps one stretch per 60 kept tokens)")
+    p.add_argument("--official", action="store_true",
+                   help="also the official llmlingua package's LLMLingua and LongLLMLingua (extra hyco2[peers]) at "
+                        "the hybrid's budget; skipped with a message when the package is absent")
+    p.add_argument("--official-model", default=None,
+                   help="the folder or hub id the official package loads as its scorer (default: the backbone's)")
     p.add_argument("--gaps", nargs="*", default=[], metavar="TEXT",
                    help="also measure the hybrid with TEXT between non-adjacent kept spans (reader-format ablation)")
     p.add_argument("--model", default=None, help="backbone (default: the checkpoint's)")
@@ -220,7 +261,17 @@ def main(argv: list[str] | None = None) -> int:
         print(msg, flush=True)
 
     log(f"{len(base)} questions (shard {args.shard}), checkpoint {comp.checkpoint}, on {machine()}")
+    official = None
+    if args.official:
+        from bench.official import OfficialLingua, missing  # noqa: PLC0415
+
+        why = missing()
+        if why:
+            log(why)
+        else:
+            official = OfficialLingua(args.official_model or official_model_folder(comp), str(comp.backbone.device))
     rows: list[dict] = []
+    failures: list[dict] = []  # rows a package failed to make, with its error
     golds: dict[str, list] = {}
     positions: dict[str, list[int]] = {}
     t0 = time.time()
@@ -235,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
             "distractors": args.distractors,
             "checkpoint": comp.checkpoint, "also": args.also, "seconds": round(time.time() - t0, 1),
             "quantize": args.quantize, "weights": comp.backbone.weights,
-            "rows": rows, "golds": golds, "positions": positions,
+            "rows": rows, "golds": golds, "positions": positions, "failed_rows": failures,
         }))
         tmp.replace(out)
 
@@ -245,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         positions[str(k)] = [gold_position(it) for it in items]
         run_setting(comp, others, items, k, args.rates, methods, kw, log, rows, save, args.phrases,
                     args.ablations, tuple(args.selectors), tuple(args.gaps), args.original_positions,
-                    tuple(args.spans))
+                    tuple(args.spans), official, failures)
     log(f"wrote {out} in {time.time() - t0:.0f} s")
     if shards == 1:
         from bench.report import qa_tables  # noqa: PLC0415 - only for the printed tables

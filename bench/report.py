@@ -33,6 +33,9 @@ def load(path: Path) -> dict:
 def merge(runs: list[dict]) -> dict:
     """Shards of one run → one run. Shards measuring the same K (same rows, disjoint questions) are
     concatenated question-wise; groups of different K are then put side by side."""
+    failed = [f for r in runs for f in r.get("failed_rows", [])]
+    gone = {(f["row"], f["rate"], f["paragraphs"]) for f in failed}  # a row one shard could not make: out of all
+    runs = [{**r, "rows": [x for x in r["rows"] if (x["row"], x["rate"], x["paragraphs"]) not in gone]} for r in runs]
     groups: dict[tuple, list[dict]] = {}
     for r in runs:
         groups.setdefault(tuple(sorted(r["golds"])), []).append(r)
@@ -43,6 +46,7 @@ def merge(runs: list[dict]) -> dict:
     out["positions"] = {k: v for m in merged for k, v in m.get("positions", {}).items()}
     out["shards"] = [s for m in merged for s in m["shards"]]
     out["seconds"] = max(m["seconds"] for m in merged)
+    out["failed_rows"] = failed
     return out
 
 
@@ -250,6 +254,8 @@ def qa_tables(run: dict, data_dir: str | None = None) -> str:
         if positions:
             parts += ["", f"F1 by the position of the question's paragraph among the {k}:", "",
                       position_table(rows, positions, k)]
+        for failed in (f for f in run.get("failed_rows", []) if f["paragraphs"] == k):
+            parts += ["", f"{failed['row']} at rate {failed['rate']}: no row, the package failed ({failed['error']})."]
     return "\n".join(parts)
 
 
