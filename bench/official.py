@@ -71,6 +71,13 @@ def offline_cl100k() -> Path:
     return folder
 
 
+def scorer_source(backbone_name: str) -> str:
+    """The backbone as the package loads it itself: a packaged alias's converted folder, else its name."""
+    from hyco2.backbone import PACKAGED_MODELS, packaged_source  # noqa: PLC0415
+
+    return packaged_source(backbone_name) if backbone_name in PACKAGED_MODELS else backbone_name
+
+
 class OfficialLingua:
     """The package's ``PromptCompressor`` on a local model folder; ``compress`` gives the kept context."""
 

@@ -100,14 +100,6 @@ def run_row(comp: HyCo2Compressor, items, name: str, mode: str, *, method: str =
     return row, comps
 
 
-def official_model_folder(comp: HyCo2Compressor) -> str:
-    """The backbone as the official package loads it: a packaged alias's converted folder, else its name."""
-    from hyco2.backbone import PACKAGED_MODELS, packaged_source  # noqa: PLC0415
-
-    name = comp.backbone.name
-    return packaged_source(name) if name in PACKAGED_MODELS else name
-
-
 def official_row(comp: HyCo2Compressor, official, items, name: str, rate: float, targets: list[int], kw) -> dict:
     """The official package compresses each context to its target (cl100k tokens); the raw backbone reads
     what it kept as the context. Its seconds are the package's, question by question."""
@@ -263,13 +255,13 @@ def main(argv: list[str] | None = None) -> int:
     log(f"{len(base)} questions (shard {args.shard}), checkpoint {comp.checkpoint}, on {machine()}")
     official = None
     if args.official:
-        from bench.official import OfficialLingua, missing  # noqa: PLC0415
+        from bench.official import OfficialLingua, missing, scorer_source  # noqa: PLC0415
 
         why = missing()
         if why:
             log(why)
         else:
-            official = OfficialLingua(args.official_model or official_model_folder(comp), str(comp.backbone.device))
+            official = OfficialLingua(args.official_model or scorer_source(comp.backbone.name), str(comp.backbone.device))
     rows: list[dict] = []
     failures: list[dict] = []  # rows a package failed to make, with its error
     golds: dict[str, list] = {}

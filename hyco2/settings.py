@@ -175,7 +175,6 @@ def add_arguments(parser: argparse.ArgumentParser, *, selector: bool = True, phr
         parser.add_argument("--phrases", type=float, default=None,
                             help=f"0-1: kept words pull in their neighbours (HyCo2's classifier only; default "
                                  f"{DEFAULT_PHRASES}, 0 = off)")
-    if phrases:
         parser.add_argument("--spans", type=whole_number(0), default=None,
                             help=f"keep the text as at most this many contiguous stretches (HyCo2's classifier "
                                  f"only; default: one per {SPAN_TOKENS} kept tokens; 0 = whole words anywhere)")

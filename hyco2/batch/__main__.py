@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 from hyco2.errors import HyCo2Error
@@ -69,8 +70,6 @@ def _can_write(path: Path, *, folder: bool) -> bool:
         return False
     try:
         if folder:
-            import tempfile  # noqa: PLC0415
-
             with tempfile.NamedTemporaryFile(dir=path, prefix=".hyco2-probe-"):
                 pass
         else:
