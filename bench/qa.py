@@ -143,8 +143,10 @@ def run_setting(comp: HyCo2Compressor, others: dict[str, HyCo2Compressor], items
     add(run_row(comp, items, KEEP_ALL, "hybrid", rate=1.0, **kw)[0])
     for tag, other in others.items():
         add(run_row(other, items, f"{KEEP_ALL} ({tag})", "hybrid", rate=1.0, tag=tag, **kw)[0])
-    if ablations:
+    if ablations:  # each checkpoint's soft tokens alone (the adapters compared at 16 tokens, nothing kept)
         add(run_row(comp, items, "HyCo2 soft only", "soft", rate=rates[0], **kw)[0])
+        for tag, other in others.items():
+            add(run_row(other, items, f"HyCo2 soft only ({tag})", "soft", rate=rates[0], tag=tag, **kw)[0])
     for rate in rates:
         hybrid, comps = run_row(comp, items, "HyCo2 hybrid", "hybrid", rate=rate, **kw)
         add(hybrid)

@@ -162,7 +162,7 @@ def wins(rows: list[dict]) -> str:
            "| Δcontains [95% CI] | significant (F1 / contains) |",
            "|---|---|---|---|---|---|---|---|---|---|"]
     hybrids = [r for r in rows if r["mode"] == "hybrid" and r.get("selector", "classifier") == "classifier"
-               and not is_keep_all(r) and not r.get("phrases") and "gap" not in r["row"]]
+               and not is_keep_all(r) and not is_variant(r)]
     for h in hybrids:
         for r in rows:
             other_checkpoint = r["mode"] == "hybrid" and r.get("tag") and not h.get("tag") and not is_keep_all(r)
@@ -177,6 +177,38 @@ def wins(rows: list[dict]) -> str:
                        f"{100 * mean(r['f1']):.1f} | {d_f1} | {100 * mean(h['contains']):.1f} | "
                        f"{100 * mean(r['contains']):.1f} | {d_c} | {s_f1} / {s_c} |")
     return "\n".join(out)
+
+
+def is_variant(r: dict) -> bool:
+    """An ablation of the default row ("HyCo2 hybrid, phrases 0", "…, 2 spans", "…, gap …"): its label
+    says what it changes after a comma. Rows record the phrase strength they used, so a value there does
+    not mark an ablation (the default itself is 0.9)."""
+    return ", " in r["row"].split(" (")[0]
+
+
+def base_name(r: dict) -> str:
+    """The row's name without its checkpoint's tag: "HyCo2 hybrid (comi)" → "HyCo2 hybrid"."""
+    tag = r.get("tag", "")
+    return r["row"][: -len(tag) - 3] if tag and r["row"].endswith(f" ({tag})") else r["row"]
+
+
+def versus(rows: list[dict], reference: str) -> str:
+    """Every checkpoint's rows minus the same row of checkpoint ``reference`` (its tag; "" = the run's own),
+    F1 and contains points with paired 95% CIs: adapters trained with one recipe, compared question by question."""
+    ref = {(base_name(r), r["mode"], r["rate"]): r for r in rows if r.get("tag", "") == reference}
+    out = ["| row | rate | checkpoint | its F1 | reference F1 | ΔF1 [95% CI] | its contains | reference contains "
+           "| Δcontains [95% CI] |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        other = ref.get((base_name(r), r["mode"], r["rate"]))
+        if other is None or other is r or r["mode"] not in ("soft", "hybrid"):
+            continue
+        d_f1, _ = _diff(r["f1"], other["f1"])
+        d_c, _ = _diff(r["contains"], other["contains"])
+        rate = "-" if r["mode"] == "soft" else f"{r['rate']:.2f}"
+        out.append(f"| {base_name(r)} | {rate} | {r.get('tag') or 'the run’s own'} | {100 * mean(r['f1']):.1f} | "
+                   f"{100 * mean(other['f1']):.1f} | {d_f1} | {100 * mean(r['contains']):.1f} | "
+                   f"{100 * mean(other['contains']):.1f} | {d_c} |")
+    return "\n".join(out) if len(out) > 2 else ""
 
 
 def same_reader(rows: list[dict]) -> str:
@@ -240,7 +272,7 @@ def position_table(rows: list[dict], positions: list[int], k: int) -> str:
     return "\n".join(out)
 
 
-def qa_tables(run: dict, data_dir: str | None = None) -> str:
+def qa_tables(run: dict, data_dir: str | None = None, reference: str | None = None) -> str:
     parts = [f"{len(next(iter(run['golds'].values())))} questions ({run.get('set', '')}), {run['machine']}, "
              f"checkpoint {run['checkpoint']}, {run['seconds']:.0f} s"]
     for k in sorted({r["paragraphs"] for r in run["rows"]}):
@@ -250,6 +282,9 @@ def qa_tables(run: dict, data_dir: str | None = None) -> str:
         reader = same_reader(rows)
         if reader:
             parts += ["", "Against the same reader reading every token (keep-all):", "", reader]
+        against = versus(rows, reference) if reference is not None else ""
+        if against:
+            parts += ["", f"Each checkpoint against {reference or 'the run’s own'}, row by row (paired):", "", against]
         positions = gold_positions(run, k, data_dir) if k > 1 else None
         if positions:
             parts += ["", f"F1 by the position of the question's paragraph among the {k}:", "",
@@ -270,6 +305,8 @@ def main() -> int:
     p.add_argument("--peers-from", default=None, metavar="RUN",
                    help="add another run's peer rows (LLMLingua, LongLLMLingua, ...) over the same questions")
     p.add_argument("--combine-k", type=int, nargs="*", default=None, help="only these K of the --combine run")
+    p.add_argument("--versus", default=None, metavar="TAG",
+                   help="also each checkpoint's rows minus those of the checkpoint tagged TAG ('' = the run's own)")
     p.add_argument("--data-dir", default=None,
                    help="SQuAD folder, to rebuild paragraph positions for runs that did not store them")
     args = p.parse_args()
@@ -284,7 +321,7 @@ def main() -> int:
         path = Path(args.out)
         data = json.dumps(run).encode()
         path.write_bytes(gzip.compress(data, mtime=0) if path.suffix == ".gz" else data)
-    print(qa_tables(run, args.data_dir))
+    print(qa_tables(run, args.data_dir, args.versus))
     return 0
 
 

@@ -150,13 +150,22 @@ class HyCo2Compressor:
                  max_context_tokens: int | None = None):
         self.backbone = backbone
         self.model = model.to(backbone.device).eval()
-        self.encoder = ContextEncoder(backbone)
+        self._encoder: ContextEncoder | None = None
         self.checkpoint = checkpoint
         self.max_context_tokens = max_context_tokens or max(64, backbone.max_positions - PROMPT_RESERVE)
         #: Chunk size for texts longer than one window and for document lists: the context length stage 3
         #: trains on (attention cost also grows with the square of the chunk: 1k-token chunks encode a
         #: 100k-token text several times faster than 8k-token ones on a CPU).
         self.chunk_tokens = min(LONG_CHUNK_TOKENS, self.max_context_tokens)
+
+    @property
+    def encoder(self) -> ContextEncoder:
+        """The encoder pass this model's adapter needs (every layer's states for ComprExIT's): checked
+        against the model at each use, so a model swapped in (training a fresh adapter) gets the right one."""
+        want = self.model.needs_layer_states
+        if self._encoder is None or self._encoder.layer_states != want:
+            self._encoder = ContextEncoder(self.backbone, layer_states=want)
+        return self._encoder
 
     # ------------------------------------------------------------------ loading and saving
     @classmethod
@@ -214,6 +223,9 @@ class HyCo2Compressor:
 
     @staticmethod
     def fresh_model(backbone: Backbone, seed: int = 0, **overrides: Any) -> HyCo2Model:
+        """A randomly initialised model for ``backbone`` (``adapter="comprexit"`` reads all its layers)."""
+        if overrides.get("adapter") == "comprexit" and not overrides.get("layer_states"):
+            overrides["layer_states"] = int(backbone.model.config.num_hidden_layers) + 1
         config = HyCo2Config(
             hidden_size=backbone.hidden_size,
             backbone=backbone.name,

@@ -8,10 +8,11 @@ from typing import Any
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-#: Version 2 added ``kept_gap`` (the reader's format is part of the checkpoint). Version 1 files load
-#: as they always read (no gap); a file of a newer version, or with keys this version does not know,
-#: is refused with a message rather than read wrongly.
-FORMAT_VERSION = 2
+#: Version 2 added ``kept_gap`` (the reader's format is part of the checkpoint); version 3 the choice of
+#: ``adapter`` and its sizes (``layer_states``, ``sinkhorn_*``). Older files load as they always read (no
+#: gap, the hybrid adapter); a file of a newer version, or with keys this version does not know, is
+#: refused with a message rather than read wrongly.
+FORMAT_VERSION = 3
 
 
 @dataclass
@@ -22,6 +23,13 @@ class HyCo2Config:
     backbone: str = "smollm2-135m-instruct"
     backbone_fingerprint: dict[str, Any] = field(default_factory=dict)
     num_soft_tokens: int = 16
+    #: which soft-token adapter (hyco2.adapters.ADAPTERS): "hybrid" (HyCo2), "comprexit", "comi"
+    adapter: str = "hybrid"
+    #: hidden states the adapter reads per token: 0 = the last layer only; the backbone's layers + 1
+    #: (embeddings and every layer) for comprexit
+    layer_states: int = 0
+    sinkhorn_eps: float = 0.1  # comprexit: entropic regularisation of the transport
+    sinkhorn_iters: int = 30  # comprexit: unrolled Sinkhorn iterations
     adapter_dim: int = 384
     adapter_heads: int = 8
     qformer_layers: int = 2

@@ -79,13 +79,18 @@ class EncodedBatch:
     context_mask: torch.Tensor  # (B, Lc) bool, True = real token
     question_states: torch.Tensor  # (B, Lq, D) float32
     question_mask: torch.Tensor  # (B, Lq) bool
+    #: (B, Lc, layers + 1, D) in the backbone's dtype: the embeddings' and every layer's states of the
+    #: context (the last one after the final norm), for adapters that read them all; None otherwise
+    context_layers: torch.Tensor | None = None
 
 
 class ContextEncoder:
-    """Runs the frozen backbone and returns the last layer's states (after the final norm)."""
+    """Runs the frozen backbone and returns the last layer's states (after the final norm); with
+    ``layer_states``, also every layer's states of the context (ComprExIT's adapter reads them)."""
 
-    def __init__(self, backbone: Backbone):
+    def __init__(self, backbone: Backbone, layer_states: bool = False):
         self.backbone = backbone
+        self.layer_states = layer_states
 
     def question_ids(self, question: str | None) -> list[int]:
         prefix = f"Question: {question or GENERIC_INSTRUCTION}\nDocument:"
@@ -104,12 +109,18 @@ class ContextEncoder:
         # one tensor from padded lists: a copy per row cost twice as much (~15 µs a row), and a masked
         # write's index search took ~10 ms a batch on a 64-core host (torch's CPU threads), by the profiler
         ids = torch.tensor([q + c + [pad] * (L - len(q) - len(c)) for q, c in zip(q_ids, ctx_ids)], dtype=torch.long)
-        out = right_padded_forward(bb.model, input_ids=to_device(ids, bb.device))  # right-padded: no mask needed
-        return split_states(out.last_hidden_state.float(), [len(q) for q in q_ids], [len(c) for c in ctx_ids])
+        out = right_padded_forward(bb.model, input_ids=to_device(ids, bb.device),  # right-padded: no mask needed
+                                   output_hidden_states=self.layer_states)
+        q_lens, c_lens = [len(q) for q in q_ids], [len(c) for c in ctx_ids]
+        encoded = split_states(out.last_hidden_state.float(), q_lens, c_lens)
+        if self.layer_states:
+            stack = torch.stack(out.hidden_states, dim=2)  # (B, L, layers + 1, D)
+            encoded.context_layers = split_states(stack, q_lens, c_lens).context_states
+        return encoded
 
 
 def split_states(states: torch.Tensor, q_lens: list[int], c_lens: list[int]) -> EncodedBatch:
-    """Cut ``[question][context]`` rows of (B, L, D) states into two right-padded parts, with one gather
+    """Cut ``[question][context]`` rows of (B, L, ...) states into two right-padded parts, with one gather
     each (no per-example copies: this runs on every training step). The lengths travel without waiting
     for the forward that made ``states`` (:func:`hyco2.transfer.to_device`)."""
     dev = states.device
@@ -120,7 +131,11 @@ def split_states(states: torch.Tensor, q_lens: list[int], c_lens: list[int]) -> 
     cpos = torch.arange(Lc, device=dev)[None, :] + ql[:, None]
     qm, cm = qpos < ql[:, None], torch.arange(Lc, device=dev)[None, :] < cl[:, None]
     last = states.shape[1] - 1
-    D = states.shape[-1]
-    qs = torch.gather(states, 1, qpos.clamp(max=last)[..., None].expand(-1, -1, D)) * qm[..., None]
-    cs = torch.gather(states, 1, cpos.clamp(max=last)[..., None].expand(-1, -1, D)) * cm[..., None]
-    return EncodedBatch(cs, cm, qs, qm)
+    rest = states.shape[2:]
+    tail = (None,) * len(rest)
+
+    def take(pos: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        index = pos.clamp(max=last)[(...,) + tail].expand(*pos.shape, *rest)
+        return torch.gather(states, 1, index) * m[(...,) + tail].to(states.dtype)
+
+    return EncodedBatch(take(cpos, cm), cm, take(qpos, qm), qm)

@@ -64,7 +64,7 @@ DIRECT_BODIES = ("llama",)
 
 def right_padded_forward(model, *, input_ids: torch.Tensor | None = None,
                          inputs_embeds: torch.Tensor | None = None, output_attentions: bool = False,
-                         position_ids: torch.Tensor | None = None):
+                         position_ids: torch.Tensor | None = None, output_hidden_states: bool = False):
     """The backbone's body over right-padded rows, with no attention mask.
 
     Why no mask: in a causal model a real token attends only to itself and earlier positions, and right
@@ -75,7 +75,8 @@ def right_padded_forward(model, *, input_ids: torch.Tensor | None = None,
     padding, for batched decoding) keeps its mask. No KV cache either: nothing is decoded after these
     passes, and a cache object per call would also make a compiled layer recompile for every layer
     (:meth:`hyco2.backbone.Backbone.compile_layers`). ``position_ids`` (B, T): where each token sits, when
-    not 0, 1, 2, … (a reader that puts kept tokens at their original positions).
+    not 0, 1, 2, … (a reader that puts kept tokens at their original positions). ``output_hidden_states``:
+    also the embeddings' and every layer's states, as transformers returns them (the last after the norm).
 
     For Llama-family bodies under SDPA the layers are called here directly (:func:`_direct_body`), not
     through the model's ``forward``: transformers' mask preparation, even when it ends in no mask, reads
@@ -84,13 +85,13 @@ def right_padded_forward(model, *, input_ids: torch.Tensor | None = None,
     base = model.base_model
     if (not output_attentions and getattr(base.config, "model_type", None) in DIRECT_BODIES
             and getattr(base.config, "_attn_implementation", None) == "sdpa"):
-        return _direct_body(base, input_ids, inputs_embeds, position_ids)
+        return _direct_body(base, input_ids, inputs_embeds, position_ids, output_hidden_states)
     return base(input_ids=input_ids, inputs_embeds=inputs_embeds, output_attentions=output_attentions,
-                position_ids=position_ids, use_cache=False)
+                position_ids=position_ids, use_cache=False, output_hidden_states=output_hidden_states)
 
 
 def _direct_body(base, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None,
-                 position_ids: torch.Tensor | None = None):
+                 position_ids: torch.Tensor | None = None, output_hidden_states: bool = False):
     """A Llama-family body without a mask (SDPA's causal kernel): what its ``forward`` does for
     right-padded rows with no cache, less the mask preparation. ``tests/test_forward.py`` holds it equal
     to the model's own forward."""
@@ -99,10 +100,16 @@ def _direct_body(base, input_ids: torch.Tensor | None, inputs_embeds: torch.Tens
     h = base.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
     positions = torch.arange(h.shape[1], device=h.device)[None, :] if position_ids is None else position_ids
     rotary = base.rotary_emb(h, position_ids=positions)
+    states = [h] if output_hidden_states else None
     for layer in base.layers[: base.config.num_hidden_layers]:
         out = layer(h, attention_mask=None, position_ids=positions, position_embeddings=rotary, use_cache=False)
         h = out[0] if isinstance(out, tuple) else out  # transformers 4 returned a tuple
-    return BaseModelOutputWithPast(last_hidden_state=base.norm(h))
+        if states is not None:
+            states.append(h)
+    h = base.norm(h)
+    if states is not None:
+        states[-1] = h  # as transformers gives them: the last layer's state after the final norm
+    return BaseModelOutputWithPast(last_hidden_state=h, hidden_states=tuple(states) if states else None)
 
 
 def forward_on_targets(model, prompts: list[torch.Tensor], targets: list[list[int]],

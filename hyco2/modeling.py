@@ -9,7 +9,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .config import CONFIG_NAME, WEIGHTS_NAME, HyCo2Config
-from .adapter import HybridAdapter
+from .adapters import build_adapter
 from .errors import BackboneMismatchError, CheckpointError
 from .classifier import RetentionClassifier
 
@@ -25,12 +25,13 @@ class HyCo2Output(NamedTuple):
 
 
 class HyCo2Model(nn.Module):
-    """Adapter + classifier. The backbone is not part of it: checkpoints stay a few MB."""
+    """Adapter (any of :data:`hyco2.adapters.ADAPTERS`, by ``config.adapter``) + classifier. The backbone
+    is not part of it: checkpoints stay a few MB."""
 
     def __init__(self, config: HyCo2Config):
         super().__init__()
         self.config = config
-        self.adapter = HybridAdapter(config)
+        self.adapter = build_adapter(config)
         self.classifier = RetentionClassifier(config)
 
     def forward(self, encoded: "EncodedBatch") -> HyCo2Output:
@@ -38,10 +39,14 @@ class HyCo2Model(nn.Module):
 
         Inference and training both call this, so a wrapper (DDP, autocast) sees one module call.
         """
-        soft = self.adapter(encoded.context_states, encoded.context_mask, encoded.question_states,
-                            encoded.question_mask)
+        soft = self.adapter(encoded)
         return HyCo2Output(soft, self.classifier(encoded.context_states, encoded.question_states,
                                                  encoded.question_mask))
+
+    @property
+    def needs_layer_states(self) -> bool:
+        """Whether the encoder must keep every layer's states for this model's adapter."""
+        return bool(self.adapter.needs_layer_states)
 
     def save_pretrained(self, folder: str | Path, dtype: torch.dtype = torch.float16) -> None:
         folder = Path(folder)
@@ -64,7 +69,10 @@ class HyCo2Model(nn.Module):
             raise CheckpointError(f"{folder / CONFIG_NAME} is not a valid HyCo2 config: {exc}") from None
         if fingerprint is not None:
             check_fingerprint(config, fingerprint)
-        model = cls(config)
+        try:
+            model = cls(config)
+        except ValueError as exc:  # an adapter this hyco2 does not have, or sizes it cannot build
+            raise CheckpointError(f"{folder / CONFIG_NAME}: {exc}") from None
         try:
             state = load_file(str(folder / WEIGHTS_NAME))
             model.load_state_dict({k: v.float() for k, v in state.items()})

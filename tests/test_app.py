@@ -40,6 +40,32 @@ def test_run_streams_both_answers_and_counts():
     assert "compression ratio" in counts and list(chart["count"])[:3] == ["context", "kept", "soft"]
 
 
+def _shipped():
+    from hyco2.app import callbacks
+
+    return callbacks.installed_checkpoints()
+
+
+def test_every_shipped_adapter_is_offered():
+    adapters = {label.split(" · ")[1] for label, _ in _shipped()}
+    assert adapters == {"hybrid", "comprexit", "comi"}
+
+
+@pytest.mark.parametrize("label, folder", _shipped())
+def test_run_answers_with_each_shipped_checkpoint(label, folder):
+    """The checkpoint dropdown: every shipped adapter compresses and answers through the same callback."""
+    from hyco2.app import callbacks
+
+    context, question, _ = callbacks.examples()[0]
+    *_, last = callbacks.run(context, question, "rate", 0.15, 32, "hyco2", "smollm2-135m-instruct", 0.5, None,
+                             folder, max_new_tokens=8)
+    full, _, small, small_info, _, counts, _ = last
+    assert full.strip() and small.strip() and "16 soft" in small_info and "compression ratio" in counts
+    comp = callbacks.get_compressor("smollm2-135m-instruct", folder)
+    assert comp.model.config.adapter == label.split(" · ")[1] and comp.checkpoint == folder
+    assert comp.backbone is callbacks.get_compressor("smollm2-135m-instruct", None).backbone  # weights shared
+
+
 def test_run_takes_a_text_longer_than_the_window():
     from hyco2.app import callbacks
 

@@ -72,6 +72,28 @@ def test_good_and_bad_files_give_the_right_rows(folder, tmp_path):
     assert sqlite_utils.Database(db)["compressions"].foreign_keys
 
 
+def _shipped_checkpoints():
+    from hyco2.compressor import DEFAULT_CHECKPOINT
+
+    return sorted(str(p) for p in DEFAULT_CHECKPOINT.parent.iterdir() if (p / "config.json").is_file())
+
+
+@pytest.mark.parametrize("checkpoint", _shipped_checkpoints())
+def test_each_shipped_checkpoint_compresses_a_folder(checkpoint, tmp_path):
+    """Batch mode runs any adapter's checkpoint unchanged (--checkpoint), soft tokens stored as for HyCo2's."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text(PARAGRAPH)
+    (docs / "b.txt").write_text(PARAGRAPH.replace("1872", "1873"))
+    db = tmp_path / "out.db"
+    assert batch_main(["compress", str(docs), "--db", str(db), "--rate", "0.2", "--checkpoint", checkpoint,
+                       "--no-progress", "--store-embeddings"]) == 0
+    rows = _rows(db, "select c.* from compressions c")
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    assert all(json.loads(r["embedding_shape"]) == [16, 576] for r in rows)
+    assert _rows(db, "select checkpoint from runs")[0]["checkpoint"] == checkpoint
+
+
 def test_resume_skips_done_and_redoes_changed_files(folder, tmp_path):
     db = tmp_path / "out.db"
     args = ["compress", str(folder), "--db", str(db), "--glob", "*.txt", "--budget", "12", "--no-progress"]

@@ -100,6 +100,11 @@ def test_peers_from_adds_missing_peer_rows_and_wins_compares_checkpoints():
     assert "+66.7" in new_vs_old  # paired difference of the two checkpoints' F1 over the same questions
     assert not any(x.startswith("| 0.10 | HyCo2 hybrid (previous) | 33.3 | HyCo2 hybrid |") for x in wins)
     assert sum("LongLLMLingua" in x for x in wins) == 2  # both checkpoints against the added peer
+    # rows record the phrase strength they used (0.9 by default): that alone does not make one an ablation
+    default = [dict(r, phrases=0.9) if r["mode"] == "hybrid" else r for r in both["rows"]]
+    assert report.wins(default) == report.wins(both["rows"])
+    ablation = dict(_row("HyCo2 hybrid, phrases 0", "hybrid", [0.0] * 3, [2.0] * 3, 1, 0.1), phrases=0.0)
+    assert report.wins([*both["rows"], ablation]).count("| HyCo2 hybrid, phrases 0 |") == 0
     old["golds"]["1"] = [["x"]] * 3
     with pytest.raises(SystemExit, match="same questions"):
         report.peers_from(new, old)
@@ -115,3 +120,18 @@ def test_compare_pairs_rows_and_says_when_answers_or_likelihoods_differ():
     assert same and "| HyCo2 hybrid | HyCo2 hybrid, renamed |" in table
     b["rows"][3]["nll"] = [2.5, 2.6]
     assert not compare.compare(a, b, {"HyCo2 hybrid": "HyCo2 hybrid, renamed"})[1]
+
+
+def test_versus_compares_each_checkpoint_with_the_reference_row_by_row():
+    run = _run("0/1", [[1.0, 0.0, 1.0], [0.0] * 3, [1.0, 1.0, 1.0], [0.0, 1.0, 0.0]])
+    rows = run["rows"]
+    for tag, f1 in (("comi", [0.0, 1.0, 1.0]), ("hybrid", [0.0, 0.0, 1.0])):
+        rows.append(dict(_row(f"HyCo2 hybrid ({tag})", "hybrid", f1, [2.0] * 3, 1, 0.1), tag=tag))
+        rows.append(dict(_row(f"HyCo2 soft only ({tag})", "soft", f1[::-1], [2.0] * 3, 1, 0.1), tag=tag))
+    table = report.versus(rows, "hybrid").splitlines()
+    comi = next(x for x in table if x.startswith("| HyCo2 hybrid | 0.10 | comi |"))
+    assert "| 66.7 | 33.3 | +33.3 [" in comi  # paired over the same three questions
+    assert any(x.startswith("| HyCo2 soft only | - | comi |") for x in table)
+    assert any(x.startswith("| HyCo2 hybrid | 0.10 | the run’s own |") for x in table)
+    assert not any("| hybrid |" in x for x in table[2:])  # the reference is not compared with itself
+    assert "against hybrid" in report.qa_tables({**run, "rows": rows}, reference="hybrid")

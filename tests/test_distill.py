@@ -224,3 +224,30 @@ def test_distractors_from_other_articles_only():
     assert PARAGRAPH in out[2].context and THIRD in out[2].context
     with pytest.raises(ValueError, match="distractors"):
         with_distractors(qa, 3, distractors="nearby")
+
+
+def test_inference_selection_gives_the_student_what_the_compressor_keeps(tiny, cache):
+    """--selection inference: the student trains on the fragments the compressor's defaults keep
+    (phrases pulled in, one stretch per 60 kept tokens), not on scattered top words."""
+    from hyco2.classifier import ClassifierSelector
+    from hyco2.settings import CompressionSettings
+
+    items = prepare_items(tiny.backbone, QA, cache, "gold")
+    from hyco2.encoder import tokenize_context
+
+    ctx = tokenize_context(tiny.backbone, " ".join([PARAGRAPH, OTHER] * 4))
+    probs = torch.rand(len(ctx), generator=torch.Generator().manual_seed(1)).tolist()
+    n_keep = 130
+    s = CompressionSettings(budget=n_keep)
+    compressor_keeps = ClassifierSelector(tiny.model, phrases=s.phrase_strength, spans=s.span_count).select(
+        tiny.encoder, ctx, "How tall?", n_keep, keep_probabilities=probs).positions
+
+    def student_keeps(selection: str) -> list[int]:
+        step = DistillStep(tiny.backbone, tiny.model, items, DistillConfig(selection=selection),
+                           tiny.model.config.num_soft_tokens, random.Random(0))
+        return step.select(probs, ctx.words, n_keep)
+
+    assert student_keeps("inference") == compressor_keeps
+    assert sum(1 for a, b in zip(compressor_keeps, compressor_keeps[1:]) if b != a + 1) <= 1  # two stretches
+    words = student_keeps("words")
+    assert len(words) == n_keep and words != compressor_keeps

@@ -47,7 +47,7 @@ FLOORS = [
     {"errors", "config", "text", "options", "counting", "metrics", "batching", "transfer"},
     {"backbone", "forward"},  # the frozen LLM and its passes
     {"encoder", "prompting", "chunking"},  # its hidden states, its prompts, long texts cut to its window
-    {"adapter", "classifier", "selection", "baselines"},  # the global view, the local view, the peers
+    {"adapters", "classifier", "selection", "baselines"},  # the global view, the local view, the peers
     {"settings", "modeling"},
     {"compressor", "highlight"},
     {"reader", "compat"},

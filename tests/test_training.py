@@ -93,7 +93,7 @@ def test_saliency_labels_ignore_attention_sinks():
 
 
 @pytest.mark.integration
-def test_cli_stage3_smoke_on_the_real_model(tmp_path):
+def test_cli_stage3_smoke_on_the_real_model(tmp_path, capsys):
     """The new data path end to end on CPU: SQuAD file → teacher cache (two shards) → stage 3 → checkpoint."""
     from hyco2.compressor import DEFAULT_CHECKPOINT
     from hyco2.training import __main__ as cli
@@ -116,6 +116,28 @@ def test_cli_stage3_smoke_on_the_real_model(tmp_path):
     assert config["training"]["teacher"] == f"self {DEFAULT_CHECKPOINT}"  # the frozen reference that answered
     # the same folder refuses another teacher's answers instead of mixing them
     assert cli.main([*common, "--out", str(tmp_path / "d"), "--teacher", "backbone", "--steps", "0", "0", "1"]) == 2
+    # a fresh ComprExIT or COMI adapter trains through every stage on the same data and the same cached
+    # reader's answers (the shipped checkpoint's, above), and its checkpoint says which adapter it holds
+    text = tmp_path / "text.txt"
+    text.write_text("\n\n".join(p for p in json.loads(SQUAD_MINI.read_text())["data"][0]["paragraphs"][0]
+                                  ["context"].split(". ")))
+    fresh = [a for a in common if a not in ("--init", str(DEFAULT_CHECKPOINT))]
+    fresh[fresh.index("instruct")] = "all"
+    for adapter in ("comprexit", "comi"):
+        out = tmp_path / adapter
+        assert cli.main([*fresh, "--adapter", adapter, "--text", str(text), "--out", str(out),
+                         "--steps", "1", "1", "1", "--batch-size", "2", "--max-paragraphs", "2"]) == 0
+        config = json.loads((out / "checkpoint" / "config.json").read_text())
+        assert config["adapter"] == adapter and config["trained"]
+        assert [s["stage"] for s in config["training"]["stages"]] == ["paraphrase", "completion", "instruct"]
+        assert config["training"]["teacher"] == f"self {DEFAULT_CHECKPOINT}"
+        assert config["layer_states"] == (31 if adapter == "comprexit" else 0)  # SmolLM2-135M: 30 layers + 1
+    # --init's adapter is the one trained; another is refused, and a fresh adapter cannot be its own teacher
+    assert cli.main([*common, "--out", str(tmp_path / "e"), "--adapter", "comi"]) == 2
+    assert cli.main([*fresh[:-2], "--teacher-cache", str(tmp_path / "empty"), "--adapter", "comi", "--text",
+                     str(text), "--out", str(tmp_path / "f"), "--steps", "0", "0", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "holds a 'hybrid' adapter, not 'comi'" in err and "--teacher self needs a trained reader" in err
 
 
 def test_cli_refuses_missing_data_with_a_message(tmp_path, capsys):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from hyco2.backbone import DEFAULT_BACKBONE, PACKAGED_MODELS, cache_dir
+from hyco2.backbone import DEFAULT_BACKBONE, PACKAGED_MODELS, cache_dir, load_backbone
 from hyco2.compressor import DEFAULT_CHECKPOINT, HyCo2Compressor
 from hyco2.config import HyCo2Config
 from hyco2.errors import HyCo2Error
@@ -19,6 +19,7 @@ from hyco2.text import DOCUMENT_SEPARATOR, as_text
 
 ROOT = Path(__file__).resolve().parents[2]  # the clone (a Space's files): assets/ beside hyco2/
 EXAMPLES_DIR = ROOT / "assets" / "examples"
+SHIPPED_CHECKPOINTS = DEFAULT_CHECKPOINT.parent  # one folder per shipped checkpoint
 MAX_UPLOAD_BYTES = 2_000_000
 
 
@@ -47,11 +48,35 @@ def installed_models() -> list[str]:
     return list(dict.fromkeys(n for n in names if n in PACKAGED_MODELS or Path(n).exists() or n == names[0]))
 
 
+def installed_checkpoints(model: str | None = None) -> list[tuple[str, str]]:
+    """(label, folder) of the checkpoints to offer for ``model``: the server's --checkpoint first, then, on
+    the default backbone, every shipped one (one per adapter: HyCo2's hybrid, ComprExIT's, COMI's)."""
+    model = model or AppConfig.model or DEFAULT_BACKBONE
+    folders = [Path(AppConfig.checkpoint)] if AppConfig.checkpoint and model == (AppConfig.model or DEFAULT_BACKBONE) else []
+    if model in (DEFAULT_BACKBONE, AppConfig.model or DEFAULT_BACKBONE) and SHIPPED_CHECKPOINTS.is_dir():
+        folders += sorted(p for p in SHIPPED_CHECKPOINTS.iterdir() if (p / "config.json").is_file())
+    out = []
+    for folder in dict.fromkeys(folders):
+        try:
+            adapter = HyCo2Config.load(folder).adapter
+        except (OSError, ValueError, TypeError):
+            continue  # not a checkpoint this hyco2 reads: not offered (the library says why when asked)
+        out.append((f"{folder.name} · {adapter}", str(folder)))
+    return out
+
+
 @lru_cache(maxsize=2)
-def get_compressor(model: str) -> HyCo2Compressor:
-    checkpoint = AppConfig.checkpoint if model == (AppConfig.model or DEFAULT_BACKBONE) else None
-    return HyCo2Compressor.from_pretrained(checkpoint, model=model, quantize=AppConfig.quantize,
-                                           device=AppConfig.device)
+def _backbone(model: str):
+    return load_backbone(model, quantize=AppConfig.quantize, device=AppConfig.device)
+
+
+@lru_cache(maxsize=4)
+def get_compressor(model: str, checkpoint: str | None = None) -> HyCo2Compressor:
+    """The compressor for a backbone and one of its checkpoints (None: the server's --checkpoint, else the
+    shipped default); checkpoints of one backbone share its weights."""
+    if checkpoint is None and model == (AppConfig.model or DEFAULT_BACKBONE):
+        checkpoint = AppConfig.checkpoint
+    return HyCo2Compressor.from_pretrained(checkpoint, model=model, backbone=_backbone(model))
 
 
 def default_rate() -> float:
@@ -130,8 +155,10 @@ def settings_from(control: str, rate: float, budget: float, threshold: float, me
 
 
 def run(context: str, question: str, control: str, rate: float, budget: float, method: str, model: str,
-        threshold: float = 0.5, documents: list[list[str]] | None = None, max_new_tokens: int = 32):
-    """Generator for the main button: streams the full answer, then the compressed one.
+        threshold: float = 0.5, documents: list[list[str]] | None = None, checkpoint: str | None = None,
+        max_new_tokens: int = 32):
+    """Generator for the main button: streams the full answer, then the compressed one (``checkpoint``: a
+    folder from :func:`installed_checkpoints`; None = the default).
 
     ``documents`` ([[name, text], ...] from uploaded files) are compressed as a document list, with counts
     per document, as long as the context box still shows exactly those files."""
@@ -151,7 +178,7 @@ def run(context: str, question: str, control: str, rate: float, budget: float, m
 
     try:
         settings = settings_from(control, rate, budget, threshold, method)
-        comp = get_compressor(model or DEFAULT_BACKBONE)
+        comp = get_compressor(model or DEFAULT_BACKBONE, checkpoint or None)
         reader = HyCo2Reader(comp)
         docs = documents if documents and len(documents) > 1 and \
             context == DOCUMENT_SEPARATOR.join(t for _, t in documents) else None

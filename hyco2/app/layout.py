@@ -42,6 +42,10 @@ def build() -> gr.Blocks:
                                      info="hyco2 adds 16 soft tokens; the others keep tokens only")
                 model = gr.Dropdown(callbacks.installed_models(), value=callbacks.installed_models()[0],
                                     label="Backbone (installed)")
+                ckpts = callbacks.installed_checkpoints()
+                checkpoint = gr.Dropdown(ckpts, value=ckpts[0][1] if ckpts else None, label="Checkpoint (adapter)",
+                                         elem_id="checkpoint", info="the soft-token adapter: HyCo2's hybrid, "
+                                         "ComprExIT's or COMI's, each with its own classifier")
                 go = gr.Button("Compress and answer", variant="primary", elem_id="go")
         gr.Examples(callbacks.examples(), inputs=[context, question, rate], label="Examples (click one)",
                     elem_id="examples")
@@ -63,7 +67,11 @@ def build() -> gr.Blocks:
         # only the control that is chosen is shown (rate | budget | threshold)
         control.change(lambda c: [gr.update(visible=c == name) for name in ("rate", "budget", "threshold")],
                        inputs=control, outputs=[rate, budget, threshold], queue=False)
-        go.click(callbacks.run, inputs=[context, question, control, rate, budget, method, model, threshold, documents],
+        model.change(lambda m: gr.update(choices=callbacks.installed_checkpoints(m),
+                                         value=next(iter(v for _, v in callbacks.installed_checkpoints(m)), None)),
+                     inputs=model, outputs=checkpoint, queue=False)
+        go.click(callbacks.run, inputs=[context, question, control, rate, budget, method, model, threshold, documents,
+                                        checkpoint],
                  outputs=[full_answer, full_info, comp_answer, comp_info, highlighted, counts, chart],
                  concurrency_limit=1)
     return demo

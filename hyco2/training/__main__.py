@@ -18,12 +18,13 @@ from pathlib import Path
 
 import torch
 
+from ..adapters import ADAPTERS
 from ..backbone import DEFAULT_BACKBONE
 from ..compressor import HyCo2Compressor
 from ..errors import HyCo2Error
 from ..classifier import add_question_match
 from .data import read_qa, read_texts
-from .distill import (TARGETS, TEACHERS, DistillConfig, build_teacher_shard, cached_teacher, prepare_items,
+from .distill import (SELECTIONS, TARGETS, TEACHERS, DistillConfig, build_teacher_shard, cached_teacher, prepare_items,
                       teacher_cache,
                       train_distill)
 from .trainer import STAGES, StageConfig, Trainer, make_records
@@ -46,6 +47,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="output folder: stage states, teacher cache, logs, checkpoint")
     p.add_argument("--model", default=DEFAULT_BACKBONE, help="backbone: alias, local folder, .gguf or hub id")
     p.add_argument("--init", default=None, help="start from this HyCo2 checkpoint instead of a fresh adapter")
+    p.add_argument("--adapter", choices=list(ADAPTERS), default=None,
+                   help="soft-token adapter of a fresh model: HyCo2's hybrid (MLP + Q-Former, gated), "
+                        "ComprExIT's (depth gate over every layer + Sinkhorn transport into slots) or COMI's "
+                        "(MIG grouping and merging + projector); default hybrid, or the --init checkpoint's")
     p.add_argument("--qa", nargs="+", default=[],
                    help="QA files (stage 3): SQuAD .json / .json.gz, or .jsonl with context/question/answers")
     p.add_argument("--text", nargs="*", default=[],
@@ -71,6 +76,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "checkpoint's; '' for none)")
     p.add_argument("--rates", type=float, nargs="+", default=[0.05, 0.1, 0.15, 0.2, 0.3],
                    help="stage 3: keep rates drawn per example")
+    p.add_argument("--selection", choices=SELECTIONS, default="words",
+                   help="stage 3: the student's kept tokens: whole words with the top scores, or as the "
+                        "compressor keeps them by default (phrases, one stretch per 60 kept tokens)")
     p.add_argument("--other-articles", type=float, default=0.5,
                    help="stage 3: share of contexts whose distractor paragraphs come from other articles")
     p.add_argument("--target", choices=TARGETS, default="filtered",
@@ -152,11 +160,15 @@ def main(argv: list[str] | None = None) -> int:
         device = dist_device or args.device
         if args.init:
             comp = HyCo2Compressor.from_pretrained(args.init, model=args.model, quantize=args.quantize, device=device)
+            if args.adapter and args.adapter != comp.model.config.adapter:
+                raise HyCo2Error(f"--init {args.init} holds a {comp.model.config.adapter!r} adapter, not "
+                                 f"{args.adapter!r}: leave --adapter out, or train a fresh one without --init")
         else:
             comp = HyCo2Compressor.from_pretrained("untrained", model=args.model, quantize=args.quantize,
                                                    device=device, seed=args.seed)
-            if args.soft_tokens != comp.model.config.num_soft_tokens:
-                comp.model = HyCo2Compressor.fresh_model(comp.backbone, seed=args.seed,
+            adapter = args.adapter or "hybrid"
+            if args.soft_tokens != comp.model.config.num_soft_tokens or adapter != comp.model.config.adapter:
+                comp.model = HyCo2Compressor.fresh_model(comp.backbone, seed=args.seed, adapter=adapter,
                                                          num_soft_tokens=args.soft_tokens).to(comp.backbone.device)
         if args.question_classifier:
             add_question_match(comp.model)
@@ -191,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
                                 minutes=args.minutes[i], max_paragraphs=args.max_paragraphs,
                                 max_context_tokens=args.max_context_tokens, kl_weight=args.kl_weight, seed=args.seed,
                                 saliency_weight=args.saliency_weight, rank_weight=args.rank_weight,
-                                compile=args.compile, rates=tuple(args.rates), other_articles=args.other_articles)
+                                compile=args.compile, rates=tuple(args.rates), other_articles=args.other_articles,
+                                selection=args.selection)
             if args.no_resume and rank == 0:
                 (out / "instruct" / "trainer_state.pt").unlink(missing_ok=True)
             barrier(world)

@@ -34,7 +34,8 @@ from ..errors import InvalidSettingError
 from ..encoder import ContextEncoder, TokenizedContext, span_positions, tokenize_contexts
 from ..metrics import best_over_golds, contains
 from ..prompting import KEPT, SOFT, left_pad, prompt_parts, qa_user_text, with_gaps
-from ..selection import keep_count, select_words_by_budget
+from ..selection import keep_count, pull_neighbours, select_spans_by_budget, select_words_by_budget
+from ..settings import DEFAULT_PHRASES
 from ..text import DOCUMENT_SEPARATOR
 from .data import QAExample
 from .loop import LoopConfig, train
@@ -42,6 +43,7 @@ from .trainer import saliency_labels, upper_layer_attention
 
 log = logging.getLogger(__name__)
 TARGETS = ("teacher", "gold", "filtered")
+SELECTIONS = ("words", "inference")
 
 
 def example_key(ex: QAExample) -> str:
@@ -237,6 +239,10 @@ def teacher_cache(comp, qa, folder: Path, rank: int, world: int, batch_size: int
         return None
 
     shards = complete()
+    if shards is None and teacher == "self" and comp.untrained:
+        raise InvalidSettingError("--teacher self needs a trained reader to answer: give --init CHECKPOINT, or "
+                                  "a complete --teacher-cache that a trained checkpoint built (a fresh adapter "
+                                  "then learns from that reader's answers), or --teacher backbone")
     if shards is None:
         build_teacher_shard(comp, qa, folder, rank, world, batch_size, max_new_tokens, teacher)
         if world > 1:
@@ -264,6 +270,10 @@ class DistillConfig:
     save_every: int = 500
     bucket_pool: int = 8  # batches drawn at once and bucketed by context length
     compile: bool = False  # torch.compile the frozen backbone's layers (Backbone.compile_layers) for both passes
+    #: how the student's kept tokens are chosen: "words" (whole words anywhere, the top scores) or
+    #: "inference" (as the compressor's defaults choose them: phrases pulled in, one stretch per 60 kept
+    #: tokens), so the student learns to read the fragments it will be given
+    selection: str = "words"
     seed: int = 0
 
 
@@ -321,7 +331,7 @@ class DistillStep:
     def __init__(self, backbone: Backbone, model: torch.nn.Module, items: list[Item], cfg: DistillConfig,
                  num_soft: int, rng: random.Random):
         self.bb, self.model, self.items, self.cfg, self.k, self.rng = backbone, model, items, cfg, num_soft, rng
-        self.encoder = ContextEncoder(backbone)
+        self.encoder = ContextEncoder(backbone, layer_states=getattr(model, "module", model).needs_layer_states)
         self.by_source: dict[str, list[int]] = {}
         for n, it in enumerate(items):
             self.by_source.setdefault(it.source, []).append(n)
@@ -398,14 +408,19 @@ class DistillStep:
             rows = self._student_rows(items, ctxs, probs.detach().cpu())
         return self._losses(autocast, items, ctxs, enc, soft, keep_logits, probs, rows)
 
+    def select(self, probs: list[float], words: list[int], n_keep: int) -> list[int]:
+        """The student's kept positions (exact budget, original order), by ``cfg.selection``."""
+        if self.cfg.selection == "inference":
+            return select_spans_by_budget(pull_neighbours(probs, words, DEFAULT_PHRASES), words, n_keep, None)
+        return select_words_by_budget(probs, words, n_keep)
+
     def _student_rows(self, items: list[Item], ctxs: list[tuple], probs_cpu: torch.Tensor) -> "StudentRows":
-        """Selection (whole words, exact budget, original order), as at inference, and the student's
-        decoder rows."""
+        """Selection (:meth:`select`) and the student's decoder rows."""
         cfg = self.cfg
         rows, kept_b, kept_t, kept_c, soft_t, tgt_t = [], [], [], [], [], []
         for b, (it, (cids, cwords, _)) in enumerate(zip(items, ctxs)):
             n_keep = keep_count(len(cids), self.rng.choice(cfg.rates))
-            kept = select_words_by_budget(probs_cpu[b, : len(cids)].tolist(), cwords, n_keep)
+            kept = self.select(probs_cpu[b, : len(cids)].tolist(), cwords, n_keep)
             s0 = len(it.pre)
             body, slots = with_gaps([cids[p] for p in kept], kept, self.gap)
             row = it.pre + [self.pad] * self.k + body + it.post
@@ -558,4 +573,5 @@ def train_distill(compressor, items: list[Item], cfg: DistillConfig, out_dir: Pa
             "target": cfg.target, "max_paragraphs": cfg.max_paragraphs, "rates": list(cfg.rates),
             "other_articles": cfg.other_articles, "kept_gap": model.config.kept_gap,
             "saliency_weight": cfg.saliency_weight, "rank_weight": cfg.rank_weight,
-            "question_classifier": bool(model.config.classifier_question), "compiled_layers": cfg.compile}
+            "question_classifier": bool(model.config.classifier_question), "compiled_layers": cfg.compile,
+            "selection": cfg.selection, "adapter": model.config.adapter}

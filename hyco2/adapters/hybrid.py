@@ -1,13 +1,18 @@
-"""The hybrid adapter (global view): an MLP expert and a Q-Former expert, merged by a learned gate
+"""HyCo2's hybrid adapter (global view): an MLP expert and a Q-Former expert, merged by a learned gate
 into ``k`` soft tokens in the backbone's embedding space.
 """
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import HyCo2Config
+from ..config import HyCo2Config
+
+if TYPE_CHECKING:
+    from ..encoder import EncodedBatch
 
 
 def group_membership(mask: torch.Tensor, k: int) -> torch.Tensor:
@@ -91,6 +96,9 @@ class QFormerExpert(nn.Module):
 class HybridAdapter(nn.Module):
     """Backbone states → ``k`` soft tokens (B, k, hidden_size)."""
 
+    name = "hybrid"
+    needs_layer_states = False  # the last layer's question-aware states are enough
+
     def __init__(self, config: HyCo2Config):
         super().__init__()
         D, d, k = config.hidden_size, config.adapter_dim, config.num_soft_tokens
@@ -106,7 +114,9 @@ class HybridAdapter(nn.Module):
         nn.init.zeros_(self.out_proj.bias)
         self.scale = nn.Parameter(torch.tensor(float(config.embedding_rms)))
 
-    def forward(self, ctx, ctx_mask, question, q_mask, return_gate: bool = False):
+    def forward(self, encoded: "EncodedBatch", return_gate: bool = False):
+        ctx, ctx_mask = encoded.context_states, encoded.context_mask
+        question, q_mask = encoded.question_states, encoded.question_mask
         c = self.in_proj(ctx)
         q = self.in_proj(question)
         m = self.mlp_expert(c, ctx_mask)

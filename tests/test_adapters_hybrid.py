@@ -1,7 +1,9 @@
 import torch
 
-from hyco2.adapter import HybridAdapter, group_membership
+from hyco2.adapters import HybridAdapter
+from hyco2.adapters.hybrid import group_membership
 from hyco2.config import HyCo2Config
+from hyco2.encoder import EncodedBatch
 
 
 def _cfg(**kw):
@@ -23,8 +25,8 @@ def test_shapes_and_initial_gate_is_half_half():
     torch.manual_seed(0)
     adapter = HybridAdapter(_cfg()).eval()
     ctx, q = torch.randn(2, 11, 24), torch.randn(2, 5, 24)
-    soft, gate = adapter(ctx, torch.ones(2, 11, dtype=torch.bool), q, torch.ones(2, 5, dtype=torch.bool),
-                         return_gate=True)
+    soft, gate = adapter(EncodedBatch(ctx, torch.ones(2, 11, dtype=torch.bool), q,
+                                      torch.ones(2, 5, dtype=torch.bool)), return_gate=True)
     assert soft.shape == (2, 4, 24)
     assert torch.allclose(gate, torch.full_like(gate, 0.5))
     assert torch.isfinite(soft).all()
@@ -34,12 +36,12 @@ def test_padding_does_not_change_the_soft_tokens():
     torch.manual_seed(0)
     adapter = HybridAdapter(_cfg()).eval()
     ctx, q = torch.randn(1, 7, 24), torch.randn(1, 3, 24)
-    alone = adapter(ctx, torch.ones(1, 7, dtype=torch.bool), q, torch.ones(1, 3, dtype=torch.bool))
+    alone = adapter(EncodedBatch(ctx, torch.ones(1, 7, dtype=torch.bool), q, torch.ones(1, 3, dtype=torch.bool)))
     pad_ctx = torch.cat([ctx, torch.randn(1, 5, 24)], 1)
     pad_q = torch.cat([q, torch.randn(1, 2, 24)], 1)
     cmask = torch.tensor([[1] * 7 + [0] * 5], dtype=torch.bool)
     qmask = torch.tensor([[1] * 3 + [0] * 2], dtype=torch.bool)
-    padded = adapter(pad_ctx, cmask, pad_q, qmask)
+    padded = adapter(EncodedBatch(pad_ctx, cmask, pad_q, qmask))
     assert torch.allclose(alone, padded, atol=1e-5)
 
 
@@ -48,6 +50,6 @@ def test_the_qformer_reads_the_question():
     adapter = HybridAdapter(_cfg()).eval()
     ctx, m = torch.randn(1, 9, 24), torch.ones(1, 9, dtype=torch.bool)
     qm = torch.ones(1, 4, dtype=torch.bool)
-    a = adapter(ctx, m, torch.randn(1, 4, 24), qm)
-    b = adapter(ctx, m, torch.randn(1, 4, 24), qm)
+    a = adapter(EncodedBatch(ctx, m, torch.randn(1, 4, 24), qm))
+    b = adapter(EncodedBatch(ctx, m, torch.randn(1, 4, 24), qm))
     assert not torch.allclose(a, b)
