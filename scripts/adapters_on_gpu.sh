@@ -13,8 +13,11 @@
 #       bench/qa.py with every checkpoint beside the shipped one (--also), K=1 on the measurement set,
 #       K=5 and K=10 (other articles) on every second question (shards 0-1 of 4, 0-3 of 8), s8 against the shipped checkpoint on the
 #       validation articles (K=1 and K=10); bench/adapters.py (parameters, compress ms, peak memory).
+#   bash scripts/adapters_on_gpu.sh k5 SECONDS   (a fresh machine: part1-3, then carry .gpu/p4 .gpu/whl .gpu/data
+#       .gpu/ck) K=5 for the shipped checkpoints and .gpu/ck/hybrid (the fresh hybrid of the train call), every
+#       second question, eight shards written straight into $OUT (the bench call's K=5 ran out of time)
 set -euo pipefail
-phase=${1:?usage: adapters_on_gpu.sh part1|part2|part3|train SECONDS|bench SECONDS}
+phase=${1:?usage: adapters_on_gpu.sh part1|part2|part3|train SECONDS|bench SECONDS|k5 SECONDS}
 source scripts/gpu_model.sh "$phase"
 export OMP_NUM_THREADS=1 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True  # many processes share one GPU
 W=$WORK; mkdir -p $W/bench; OUT=${OUT:-$W/out}; mkdir -p "$OUT"
@@ -95,4 +98,13 @@ elif [ "$phase" = bench ]; then
   echo "# adapters" >> "$OUT/tables.md"; cat $W/bench/adapters.md >> "$OUT/tables.md" 2>/dev/null || true
   (cd $W/bench && tar czf "$OUT/bench-logs.tgz" *.log)
   grep -A 30 "^# val" "$OUT/tables.md" | head -n 40; tail -n 12 $W/bench/adapters.md 2>/dev/null || true
+elif [ "$phase" = k5 ]; then
+  ALSO="comprexit=$SHIPPED-comprexit comi=$SHIPPED-comi"
+  [ -f .gpu/ck/hybrid/config.json ] && ALSO="$ALSO hybrid=.gpu/ck/hybrid"
+  for i in $(seq ${K5_FROM:-0} $(( ${K5_FROM:-0} + 7 ))); do  # K5_FROM=8 on the same warm machine: the other half
+    timeout $(( $(left) - 10 )) python3 bench/qa.py --data-dir $DATA --paragraphs 5 --shard "$i/16" --batch-size 64 \
+      --out "$OUT/k5-s$i.json" --also $ALSO --rates 0.15 --methods --no-ablations > $W/k5-$i.log 2>&1 &
+  done
+  wait || true
+  show $W/k5-${K5_FROM:-0}.log 14
 fi
