@@ -25,8 +25,8 @@ def _rows(db: Path, sql: str, args=()):
         con.close()
 
 
-@pytest.fixture()
-def folder(tmp_path):
+def _make_folder(tmp_path: Path) -> Path:
+    """Good and bad files under ``tmp_path/docs`` (and a file outside it that a symlink points to)."""
     d = tmp_path / "docs"
     (d / "sub").mkdir(parents=True)
     (d / "good.txt").write_text(PARAGRAPH)
@@ -42,6 +42,23 @@ def folder(tmp_path):
     outside.write_text("outside the folder")
     (d / "escape.txt").symlink_to(outside)
     return d
+
+
+@pytest.fixture()
+def folder(tmp_path):
+    return _make_folder(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def plain_run(tmp_path_factory):
+    """One plain run over the folder (one process, no compile), shared by the tests that compare against it."""
+    root = tmp_path_factory.mktemp("plain")
+    docs, db = _make_folder(root), root / "one.db"
+    assert batch_main([*PLAIN_ARGS, str(docs), "--db", str(db)]) == 0
+    return docs, db
+
+
+PLAIN_ARGS = ["compress", "--rate", "0.2", "--no-progress", "--batch-size", "2", "--store-embeddings"]
 
 
 def test_good_and_bad_files_give_the_right_rows(folder, tmp_path):
@@ -206,14 +223,13 @@ def test_two_runs_on_one_database_at_once_both_end_cleanly_with_every_document_o
 @pytest.mark.parametrize("workers", [["--device", "cpu", "--per-device", "2", "--batch-tokens", "4096"],
                                      ["--engine", "ray", "--devices", "cpu,cpu"], ["--compile"]],
                          ids=["two-workers", "ray", "compiled"])
-def test_several_workers_give_the_same_rows_as_one(folder, tmp_path, workers):
+def test_several_workers_give_the_same_rows_as_one(plain_run, tmp_path, workers):
     """--per-device 2: two worker processes on this process's device (--devices cpu,cpu); --engine ray: one actor per device on a local Ray
     cluster (the real model on CPU); --compile: this process's device with compiled layers. One writer
     either way; the rows are those of a plain run."""
-    one, two = tmp_path / "one.db", tmp_path / "two.db"
-    args = ["compress", str(folder), "--rate", "0.2", "--no-progress", "--batch-size", "2", "--store-embeddings"]
-    assert batch_main(args + ["--db", str(one)]) == 0
-    assert batch_main(args + ["--db", str(two)] + workers) == 0
+    folder, one = plain_run
+    two = tmp_path / "two.db"
+    assert batch_main([*PLAIN_ARGS, str(folder), "--db", str(two)] + workers) == 0
     sql = ("select d.path, c.status, c.error, c.kept_text, c.kept_positions, c.segments, c.settings_hash, "
            "length(c.embeddings) as embedding_bytes "
            "from compressions c join documents d on d.id = c.document_id order by d.path, c.chunk")
