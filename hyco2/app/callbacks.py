@@ -49,19 +49,24 @@ def installed_models() -> list[str]:
 
 
 def installed_checkpoints(model: str | None = None) -> list[tuple[str, str]]:
-    """(label, folder) of the checkpoints to offer for ``model``: the server's --checkpoint first, then, on
-    the default backbone, every shipped one (one per adapter: HyCo2's hybrid, ComprExIT's, COMI's)."""
+    """(label, folder) of the checkpoints to offer for ``model``: the server's --checkpoint first, then every
+    shipped one that belongs to this backbone (one per adapter: HyCo2's hybrid, ComprExIT's, COMI's). The
+    shipped ones are for the default backbone; another name (a hub id of the same model, say) is checked by
+    the fingerprint of its loaded weights."""
     model = model or AppConfig.model or DEFAULT_BACKBONE
     folders = [Path(AppConfig.checkpoint)] if AppConfig.checkpoint and model == (AppConfig.model or DEFAULT_BACKBONE) else []
-    if model in (DEFAULT_BACKBONE, AppConfig.model or DEFAULT_BACKBONE) and SHIPPED_CHECKPOINTS.is_dir():
+    if SHIPPED_CHECKPOINTS.is_dir():
         folders += sorted(p for p in SHIPPED_CHECKPOINTS.iterdir() if (p / "config.json").is_file())
     out = []
     for folder in dict.fromkeys(folders):
         try:
-            adapter = HyCo2Config.load(folder).adapter
+            config = HyCo2Config.load(folder)
         except (OSError, ValueError, TypeError):
             continue  # not a checkpoint this hyco2 reads: not offered (the library says why when asked)
-        out.append((f"{folder.name} · {adapter}", str(folder)))
+        shipped = folder.parent == SHIPPED_CHECKPOINTS
+        if shipped and model != DEFAULT_BACKBONE and config.backbone_fingerprint != _backbone(model).fingerprint():
+            continue
+        out.append((f"{folder.name} · {config.adapter}", str(folder)))
     return out
 
 
