@@ -11,7 +11,7 @@ from torch import nn
 
 from .config import HyCo2Config
 from .errors import InvalidSettingError
-from .selection import (Selection, check_phrase_strength, check_spans, pull_neighbours, select_spans_by_budget,
+from .selection import (Selection, check_phrase_strength, check_spans, pull_neighbours, select_by_budget,
                         select_words_by_threshold)
 
 if TYPE_CHECKING:
@@ -94,11 +94,11 @@ class ClassifierSelector:
             passes = 1
         if len(keep_probabilities) != len(ctx):
             raise ValueError(f"{len(keep_probabilities)} keep probabilities for a context of {len(ctx)} tokens")
-        scores = pull_neighbours(keep_probabilities, ctx.words, self.phrases)
         if self.threshold is not None:
+            scores = pull_neighbours(keep_probabilities, ctx.words, self.phrases)
             kept = select_words_by_threshold(scores, ctx.words, self.threshold)
         elif n_keep is None:
             raise InvalidSettingError("The classifier needs a budget (n_keep) or a threshold.")
         else:
-            kept = select_spans_by_budget(scores, ctx.words, n_keep, self.spans)
+            kept = select_by_budget(keep_probabilities, ctx.words, n_keep, self.phrases, self.spans)
         return Selection(kept, list(keep_probabilities), passes)

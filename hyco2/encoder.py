@@ -119,6 +119,12 @@ class ContextEncoder:
         return encoded
 
 
+def question_vector(question: torch.Tensor, q_mask: torch.Tensor) -> torch.Tensor:
+    """q̄ (B, D): the unit mean of each question's states (COMI's query, for its selection and its adapter)."""
+    m = q_mask[..., None].to(question.dtype)
+    return torch.nn.functional.normalize((question * m).sum(1) / m.sum(1).clamp(min=1), dim=-1)
+
+
 def split_states(states: torch.Tensor, q_lens: list[int], c_lens: list[int]) -> EncodedBatch:
     """Cut ``[question][context]`` rows of (B, L, ...) states into two right-padded parts, with one gather
     each (no per-example copies: this runs on every training step). The lengths travel without waiting

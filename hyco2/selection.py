@@ -230,6 +230,14 @@ def select_spans_by_budget(scores: Sequence[float], words: Sequence[int], n_keep
     return np.flatnonzero(kept).tolist()
 
 
+def select_by_budget(scores: Sequence[float], words: Sequence[int], n_keep: int, phrases: float = 0.0,
+                     spans: int | None = 0) -> list[int]:
+    """HyCo2's classifier keeping a budget: scores pulled toward their neighbours (``phrases``), then exactly
+    ``n_keep`` tokens as at most ``spans`` stretches (0: whole words anywhere; None: one per ``SPAN_TOKENS``).
+    The compressor and stage-3 training both select through it, so the student reads what inference keeps."""
+    return select_spans_by_budget(pull_neighbours(scores, words, phrases), words, n_keep, spans)
+
+
 def pull_neighbours(scores: Sequence[float], words: Sequence[int], strength: float) -> list[float]:
     """Phrase mode: every word's score rises to at least ``strength`` × the score of the better of its
     two neighbouring words, so a kept word tends to come with the words beside it ("engineer Maria

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import HyCo2Config
+from ..encoder import question_vector
 from .hybrid import group_membership
 
 if TYPE_CHECKING:
@@ -30,12 +31,6 @@ if TYPE_CHECKING:
 ALPHA = 1.0  # weight of relevance in MIG
 BETA = 1.0  # weight of redundancy in MIG
 _NEG = -1e4
-
-
-def question_vector(question: torch.Tensor, q_mask: torch.Tensor) -> torch.Tensor:
-    """q̄ (B, D): the unit mean of the question's states."""
-    m = q_mask[..., None].to(question.dtype)
-    return F.normalize((question * m).sum(1) / m.sum(1).clamp(min=1), dim=-1)
 
 
 def largest_remainder(shares: torch.Tensor, total: torch.Tensor) -> torch.Tensor:

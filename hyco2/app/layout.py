@@ -19,6 +19,12 @@ answer from the compressed one. Red tokens were kept (darker = higher keep proba
 CSS = "#highlighted .token-container:has(> .token:not(.highlighted)) { flex-basis: 100%; height: 0; overflow: hidden; }"
 
 
+def _checkpoint_choices(model: str | None) -> dict:
+    """The checkpoint dropdown's choices for a backbone, the first one chosen."""
+    ckpts = callbacks.installed_checkpoints(model)
+    return {"choices": ckpts, "value": ckpts[0][1] if ckpts else None}
+
+
 def build() -> gr.Blocks:
     with gr.Blocks(title="HyCo2 context compression", css=CSS) as demo:
         gr.Markdown(INTRO)
@@ -42,10 +48,9 @@ def build() -> gr.Blocks:
                                      info="hyco2 adds 16 soft tokens; the others keep tokens only")
                 model = gr.Dropdown(callbacks.installed_models(), value=callbacks.installed_models()[0],
                                     label="Backbone (installed)")
-                ckpts = callbacks.installed_checkpoints()
-                checkpoint = gr.Dropdown(ckpts, value=ckpts[0][1] if ckpts else None, label="Checkpoint (adapter)",
-                                         elem_id="checkpoint", info="the soft-token adapter: HyCo2's hybrid, "
-                                         "ComprExIT's or COMI's, each with its own classifier")
+                checkpoint = gr.Dropdown(label="Checkpoint (adapter)", elem_id="checkpoint",
+                                         info="the soft-token adapter: HyCo2's hybrid, ComprExIT's or COMI's, "
+                                         "each with its own classifier", **_checkpoint_choices(None))
                 go = gr.Button("Compress and answer", variant="primary", elem_id="go")
         gr.Examples(callbacks.examples(), inputs=[context, question, rate], label="Examples (click one)",
                     elem_id="examples")
@@ -67,9 +72,7 @@ def build() -> gr.Blocks:
         # only the control that is chosen is shown (rate | budget | threshold)
         control.change(lambda c: [gr.update(visible=c == name) for name in ("rate", "budget", "threshold")],
                        inputs=control, outputs=[rate, budget, threshold], queue=False)
-        model.change(lambda m: gr.update(choices=callbacks.installed_checkpoints(m),
-                                         value=next(iter(v for _, v in callbacks.installed_checkpoints(m)), None)),
-                     inputs=model, outputs=checkpoint, queue=False)
+        model.change(lambda m: gr.update(**_checkpoint_choices(m)), inputs=model, outputs=checkpoint, queue=False)
         go.click(callbacks.run, inputs=[context, question, control, rate, budget, method, model, threshold, documents,
                                         checkpoint],
                  outputs=[full_answer, full_info, comp_answer, comp_info, highlighted, counts, chart],

@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..encoder import question_vector
 from ..selection import Selection, select_words_by_budget
 from .scoring import sentences
 
@@ -44,7 +45,7 @@ class MIGSelector:
     def scores_and_order(self, encoder, ctx, question, n_keep):
         enc = encoder.encode([ctx], [question])
         states = enc.context_states[0, : len(ctx)].float().cpu()
-        q = F.normalize(enc.question_states[0][enc.question_mask[0]].float().mean(0).cpu(), dim=-1)
+        q = question_vector(enc.question_states.float(), enc.question_mask)[0].cpu()
         words: dict[int, list[int]] = {}
         for i, w in enumerate(ctx.words):
             words.setdefault(w, []).append(i)

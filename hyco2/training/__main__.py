@@ -76,7 +76,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "checkpoint's; '' for none)")
     p.add_argument("--rates", type=float, nargs="+", default=[0.05, 0.1, 0.15, 0.2, 0.3],
                    help="stage 3: keep rates drawn per example")
-    p.add_argument("--selection", choices=SELECTIONS, default="words",
+    p.add_argument("--selection", choices=list(SELECTIONS), default="words",
                    help="stage 3: the student's kept tokens: whole words with the top scores, or as the "
                         "compressor keeps them by default (phrases, one stretch per 60 kept tokens)")
     p.add_argument("--other-articles", type=float, default=0.5,

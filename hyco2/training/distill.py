@@ -34,8 +34,8 @@ from ..errors import InvalidSettingError
 from ..encoder import ContextEncoder, TokenizedContext, span_positions, tokenize_contexts
 from ..metrics import best_over_golds, contains
 from ..prompting import KEPT, SOFT, left_pad, prompt_parts, qa_user_text, with_gaps
-from ..selection import keep_count, pull_neighbours, select_spans_by_budget, select_words_by_budget
-from ..settings import DEFAULT_PHRASES
+from ..selection import keep_count, select_by_budget
+from ..settings import CompressionSettings
 from ..text import DOCUMENT_SEPARATOR
 from .data import QAExample
 from .loop import LoopConfig, train
@@ -43,7 +43,9 @@ from .trainer import saliency_labels, upper_layer_attention
 
 log = logging.getLogger(__name__)
 TARGETS = ("teacher", "gold", "filtered")
-SELECTIONS = ("words", "inference")
+#: the student's kept tokens, as settings of the one selection: "words" = the top words anywhere; "inference"
+#: = what the compressor keeps by default (phrases pulled in, one stretch per 60 kept tokens)
+SELECTIONS = {"words": CompressionSettings(phrases=0.0, spans=0), "inference": CompressionSettings()}
 
 
 def example_key(ex: QAExample) -> str:
@@ -410,9 +412,8 @@ class DistillStep:
 
     def select(self, probs: list[float], words: list[int], n_keep: int) -> list[int]:
         """The student's kept positions (exact budget, original order), by ``cfg.selection``."""
-        if self.cfg.selection == "inference":
-            return select_spans_by_budget(pull_neighbours(probs, words, DEFAULT_PHRASES), words, n_keep, None)
-        return select_words_by_budget(probs, words, n_keep)
+        s = SELECTIONS[self.cfg.selection]
+        return select_by_budget(probs, words, n_keep, s.phrase_strength, s.span_count)
 
     def _student_rows(self, items: list[Item], ctxs: list[tuple], probs_cpu: torch.Tensor) -> "StudentRows":
         """Selection (:meth:`select`) and the student's decoder rows."""
