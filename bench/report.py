@@ -25,9 +25,35 @@ PEERS = ("truncate", "llmlingua", "longllmlingua")
 
 
 def load(path: Path) -> dict:
-    """A run's JSON, plain or gzipped (the stored GPU runs are .json.gz: several MB of per-question arrays)."""
+    """A run's JSON, plain or gzipped (the stored GPU runs are .json.gz: several MB of per-question arrays),
+    its questions in the set's order (:func:`in_set_order`)."""
     raw = path.read_bytes()
-    return json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
+    return in_set_order(json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw))
+
+
+def in_set_order(run: dict) -> dict:
+    """The run's per-question arrays in the question set's own order. Shard i of n measures questions
+    i, i+n, i+2n, ... and a merged run holds its shards one after another, so two runs of the same
+    questions merged from different numbers of shards hold them in different orders; only the set's
+    order pairs them. A run of part of the set (not every shard), or of one shard, is left as it is."""
+    shards = [tuple(map(int, s.split("/"))) for s in run.get("shards", [])]
+    if run.get("order") == "set" or len(shards) <= 1:
+        return run
+    n = shards[0][1]
+    if any(m != n for _, m in shards) or sorted(i for i, _ in shards) != list(range(n)):
+        return run
+    total = len(next(iter(run["golds"].values())))
+    index = [i + j * n for i, _ in shards for j in range((total - i + n - 1) // n)]  # set position of each
+    if len(index) != total or any(len(g) != total for g in run["golds"].values()):
+        return run
+    at = sorted(range(total), key=index.__getitem__)  # set position -> position in the run
+
+    def ordered(values):
+        return [values[p] for p in at] if isinstance(values, list) and len(values) == total else values
+
+    rows = [{k: ordered(v) for k, v in r.items()} for r in run["rows"]]
+    return {**run, "rows": rows, "golds": {k: ordered(v) for k, v in run["golds"].items()},
+            "positions": {k: ordered(v) for k, v in run.get("positions", {}).items()}, "order": "set"}
 
 
 def merge(runs: list[dict]) -> dict:
@@ -47,7 +73,7 @@ def merge(runs: list[dict]) -> dict:
     out["shards"] = [s for m in merged for s in m["shards"]]
     out["seconds"] = max(m["seconds"] for m in merged)
     out["failed_rows"] = failed
-    return out
+    return in_set_order(out)
 
 
 def _merge_same(runs: list[dict]) -> dict:

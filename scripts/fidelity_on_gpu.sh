@@ -17,7 +17,7 @@
 #   bash scripts/fidelity_on_gpu.sh b SECONDS [TRAIN_SECONDS]   both variants trained on for TRAIN_SECONDS, then
 #       measured beside the shipped checkpoint on the validation articles and the measurement set
 set -euo pipefail
-phase=${1:?usage: fidelity_on_gpu.sh part1|part2|a SECONDS|b SECONDS [TRAIN_SECONDS]}
+phase=${1:?usage: fidelity_on_gpu.sh part1|part2|part3|a SECONDS|b SECONDS [TRAIN_SECONDS]|measure SECONDS|long SECONDS|compare SECONDS}
 source scripts/gpu_model.sh "$phase"
 export OMP_NUM_THREADS=1 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True  # many processes share one GPU, 16 cores
 # Seen on one H200 (session 9): 14 processes at once (bench shards + 4 cache builders with eager attention at
@@ -46,11 +46,21 @@ bring_back() {  # RUN...: each trained variant's checkpoint into $OUT (at most 8
 merge() {  # NAME: the shards into $OUT/NAME.json and its tables
   python3 bench/report.py --merge $W/bench/$1-s*.json --out "$OUT/$1.json" > "$OUT/$1.md" 2>&1 || show $W/bench/$1-s0.log 8
 }
-train() {  # RUN INIT SECONDS GAP [LR]: one variant, resumable, its checkpoint under $W/RUN
+train() {  # RUN INIT SECONDS GAP [LR [ARGS...]]: one variant, resumable, its checkpoint under $W/RUN
   local m; m=$(python3 -c "print(round(($3 - 75) / 60, 2))")
   python3 -m hyco2.training --stage instruct --out $W/$1 --init "$2" $QA --sample-questions "${SAMPLE:-8000}" \
     --teacher-cache $W/cache --steps 0 0 1000000 --minutes 0 0 "$m" $RECIPE --lr 0 0 "${5:-${LR:-1.4e-4}}" \
-    --kept-gap "$4" > $W/train-$1.log 2>&1
+    --kept-gap "$4" "${@:6}" > $W/train-$1.log 2>&1
+}
+cache() {  # PROCESSES: the same-reader teacher cache (the shipped checkpoint's reader at rate 1.0) on SAMPLE questions
+  local t0 i pids=(); t0=$(date +%s)
+  for i in $(seq 0 $(( $1 - 1 ))); do
+    python3 -m hyco2.training --stage instruct --out $W/cache-run --init $SHIPPED $QA --sample-questions "${SAMPLE:-8000}" \
+      --teacher self --teacher-cache $W/cache --teacher-shard $i/$1 --teacher-batch-size ${TEACHER_BATCH:-64} > $W/cache-$i.log 2>&1 &
+    pids+=($!)
+  done
+  for i in "${pids[@]}"; do wait $i || { show $W/cache-0.log 30; exit 1; }; done
+  echo "teacher cache: $(( $(date +%s) - t0 )) s"; show $W/cache-0.log 2
 }
 want() { [[ " ${ONLY:-k1 k10 val} " == *" $1 "* ]]; }  # ONLY="k10 val": some of the measure phase's runs
 if [ "$phase" = measure ]; then
@@ -66,14 +76,7 @@ if [ "$phase" = measure ]; then
   (cd $W/bench && tar czf "$OUT/bench-logs.tgz" *.log)
   for name in ${ONLY:-k1 k10 val}; do tail -n 14 "$OUT/$name.md"; done
 elif [ "$phase" = a ]; then
-  t0=$(date +%s)
-  for i in 0 1; do  # the teacher cache: two processes on the one GPU
-    python3 -m hyco2.training --stage instruct --out $W/cache-run --init $SHIPPED $QA --sample-questions "${SAMPLE:-8000}" \
-      --teacher self --teacher-cache $W/cache --teacher-shard $i/2 --teacher-batch-size 64 > $W/cache-$i.log 2>&1 &
-    pids[$i]=$!
-  done
-  for i in 0 1; do wait ${pids[$i]} || { show $W/cache-$i.log 30; exit 1; }; done
-  echo "teacher cache: $(( $(date +%s) - t0 )) s"; show $W/cache-0.log 2
+  cache 2  # two processes on the one GPU
   T=$(( $(left) - 25 ))
   echo "training two variants for $T s"
   train va $SHIPPED $T "" & train vb $SHIPPED $T "${GAP_B-$GAP}" "${LR_B:-${LR:-1.4e-4}}" &
@@ -98,4 +101,38 @@ elif [ "$phase" = b ]; then
   wait || true
   for name in val2 k1b k10b; do merge $name; done
   tail -n 25 "$OUT/val2.md"
+elif [ "$phase" = long ]; then
+  # Session 15: the stretch-trained student (s8's --selection inference) at scale: the same-reader cache on SAMPLE
+  # questions (CACHE_PROCS processes at TEACHER_BATCH), then two variants from the shipped checkpoint side by side,
+  # compiled layers, until SECONDS: s9a the default rates, s9b RATES_B (rates at and below the default).
+  cache ${CACHE_PROCS:-3}
+  T=$(( $(left) - 30 ))
+  echo "training two variants for $T s"
+  train s9a $SHIPPED $T "" "${LR:-2e-4}" --selection inference --compile &
+  train s9b $SHIPPED $T "" "${LR:-2e-4}" --selection inference --compile --rates ${RATES_B:-0.05 0.08 0.1 0.12 0.15 0.2} &
+  wait || true
+  bring_back s9a s9b
+  (cd $W && tar czf "$OUT/train-logs.tgz" *.log s9a/history.json s9b/history.json) || true
+elif [ "$phase" = compare ]; then
+  # Session 15: RUNS (default "s9a s9b", trained by the long phase on this warm machine) beside the shipped
+  # checkpoint: the validation articles (K=1 at 0.10 / 0.15, K=10 other articles at 0.10: the shipping rule), the
+  # measurement set at K=1 (0.15) and K=10 (0.10, K10_RUN of K10_SHARDS shards)
+  ALSO="--also"; for r in ${RUNS:-s9a s9b}; do ALSO="$ALSO $r=$W/$r/checkpoint"; done
+  t=$(( $(left) - 50 ))
+  bench val 2 1 $t --set validation $ALSO --rates 0.1 0.15 --methods --no-ablations
+  bench val10 3 10 $t --set validation --distractors other $ALSO --rates 0.1 --methods --no-ablations --batch-size 32
+  bench k1 6 1 $t $ALSO --rates 0.15 --methods --no-ablations
+  K10_SHARDS=${K10_SHARDS:-8}
+  for i in $(seq 0 $(( ${K10_RUN:-4} - 1 ))); do
+    timeout $t python3 bench/qa.py --data-dir $DATA --paragraphs 10 --shard "$i/$K10_SHARDS" --batch-size 32 \
+      --out $W/bench/k10-s$i.json --distractors other $ALSO --rates 0.1 --methods --no-ablations > $W/bench/k10-s$i.log 2>&1 &
+  done
+  wait || true
+  for name in val val10 k1 k10; do  # four runs and one page of tables: at most 8 files come back
+    echo "# $name" >> "$OUT/tables.md"
+    python3 bench/report.py --merge $W/bench/$name-s*.json --out "$OUT/$name.json.gz" >> "$OUT/tables.md" 2>&1 \
+      || show $W/bench/$name-s0.log 8
+  done
+  (cd $W/bench && tar czf "$OUT/bench-logs.tgz" *.log)
+  grep -B2 -A8 "same reader" "$OUT/tables.md" | cut -c1-220 || true
 fi

@@ -34,6 +34,25 @@ def test_merge_concatenates_shards_and_groups_k():
     assert "| 75.0 |" in line and "| 50% |" in line  # F1 mean, NLL recovery (2.0 between 3.0 and 1.0)
 
 
+def test_merged_shards_are_put_back_in_the_sets_order_so_runs_of_other_shard_counts_pair():
+    # five questions with F1 = its index / 10: shards 0/2 (questions 0, 2, 4) and 1/2 (1, 3)
+    def shard(i, n, qs):
+        run = _run(f"{i}/{n}", [[q / 10 for q in qs]] * 4)
+        run["golds"] = {"1": [[f"g{q}"] for q in qs]}
+        run["positions"] = {"1": [q for q in qs]}
+        return run
+
+    two = report.merge([shard(0, 2, [0, 2, 4]), shard(1, 2, [1, 3])])
+    three = report.merge([shard(1, 3, [1, 4]), shard(0, 3, [0, 3]), shard(2, 3, [2])])
+    for run in (two, three):
+        assert run["golds"]["1"] == [[f"g{q}"] for q in range(5)] and run["positions"]["1"] == list(range(5))
+        assert all(r["f1"] == [q / 10 for q in range(5)] for r in run["rows"])
+        assert report.in_set_order(run) is run  # once in the set's order, left alone
+    report.combine(two, three, "other")  # same questions, same order: pairs
+    part = report.merge([shard(0, 3, [0, 3]), shard(2, 3, [2])])  # not every shard: left in shard order
+    assert part["golds"]["1"] == [["g0"], ["g3"], ["g2"]]
+
+
 def test_position_table_splits_f1_by_where_the_paragraph_was():
     run = _run("0/1", [[1.0, 0.0, 1.0], [0.0] * 3, [0.0, 1.0, 1.0], [1.0, 0.0, 0.0]], k=3)
     run["positions"] = {"3": [1, 2, 2]}
