@@ -97,6 +97,8 @@ def run_row(comp: HyCo2Compressor, items, name: str, mode: str, *, method: str =
         "compress_ms": 1000 * compress_s, "answer_ms": 1000 * answer_s, "forward_passes": passes,
         "peak_mib": mem.peak,
     }
+    if comps is not None:  # the gold answer among the kept text: whether a loss is the selection's or the reading's
+        row["gold_kept"] = [best_over_golds(contains, c.kept_text, g) for c, g in zip(comps, golds)]
     return row, comps
 
 

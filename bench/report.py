@@ -263,6 +263,28 @@ def same_reader(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def answer_kept(rows: list[dict]) -> str:
+    """Where a compressed answer is lost: how often the gold answer is in the kept text, and how often the
+    answer contains it when it was kept and when it was not, beside the same reader's keep-all answer on
+    those questions. Contains alike in both groups means the reader does not use what was kept."""
+    refs = {r.get("tag", ""): r for r in rows if is_keep_all(r)}
+    out = ["| row | rate | gold answer kept | contains, kept | contains, not kept | keep-all contains, kept |",
+           "|---|---|---|---|---|---|"]
+    for r in rows:
+        if r["mode"] != "hybrid" or "gold_kept" not in r or is_keep_all(r):
+            continue
+        kept = [g > 0 for g in r["gold_kept"]]
+        ref = refs.get(r.get("tag", ""), {}).get("contains")
+
+        def share(values, where):
+            picked = [v for v, w in zip(values, kept) if w == where]
+            return f"{100 * mean(picked):.1f}" if picked else "-"
+
+        out.append(f"| {_name(r)} | {r['rate']:.2f} | {100 * mean(kept):.1f} | {share(r['contains'], True)} | "
+                   f"{share(r['contains'], False)} | {share(ref, True) if ref else '-'} |")
+    return "\n".join(out) if len(out) > 2 else ""
+
+
 def gold_positions(run: dict, k: int, data_dir: str | None = None) -> list[int] | None:
     """Each question's paragraph position (1..K): stored by bench/qa.py, or rebuilt for older runs from
     the data they measured (same set, seed and shard order), checked against the run's gold answers."""
@@ -276,7 +298,8 @@ def gold_positions(run: dict, k: int, data_dir: str | None = None) -> list[int] 
     base = load_items(run["set"], Path(data_dir))[: run.get("questions")]  # as qa.py: --limit, then distractors
     items = with_distractors(base, k, seed=0)
     shards = sorted({s for s in run["shards"]}, key=lambda s: int(s.split("/")[0]))
-    ordered = [it for s in shards for it in items[int(s.split("/")[0])::int(s.split("/")[1])]]
+    ordered = items if run.get("order") == "set" else \
+        [it for s in shards for it in items[int(s.split("/")[0])::int(s.split("/")[1])]]
     if [it.answers for it in ordered] != run["golds"][str(k)]:
         return None  # not the data this run measured
     return [gold_position(it) for it in ordered]
@@ -308,6 +331,9 @@ def qa_tables(run: dict, data_dir: str | None = None, reference: str | None = No
         reader = same_reader(rows)
         if reader:
             parts += ["", "Against the same reader reading every token (keep-all):", "", reader]
+        kept = answer_kept(rows)
+        if kept:
+            parts += ["", "Where the answer is lost (the gold answer in the kept text or not):", "", kept]
         against = versus(rows, reference) if reference is not None else ""
         if against:
             parts += ["", f"Each checkpoint against {reference or 'the run’s own'}, row by row (paired):", "", against]

@@ -47,6 +47,13 @@ def test_every_row_over_the_same_questions_with_the_same_reader_reference(qa, ti
     for r in rows:
         assert len(r["f1"]) == len(r["contains"]) == len(r["nll"]) == len(items)
         assert all(c in (0.0, 1.0) for c in r["contains"]) and all(math.isfinite(x) for x in r["nll"])
+    # the gold answer among the kept text: always with every token kept, never asked of uncompressed rows
+    assert by_name["HyCo2 keep-all"]["gold_kept"] == [1.0] * len(items)
+    assert "gold_kept" not in by_name["full context"] and len(by_name["HyCo2 hybrid"]["gold_kept"]) == len(items)
+    import bench.report
+
+    table = bench.report.answer_kept(rows).splitlines()
+    assert table[2].startswith("| HyCo2 hybrid | 0.30 |") and len(table) == 2 + 6  # the six hybrid rows
 
 
 def test_the_official_llmlingua_rows_run_at_the_hybrids_budget(qa, tiny, tmp_path):
