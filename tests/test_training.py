@@ -81,6 +81,21 @@ def test_training_help_explains_the_stages(capsys):
     assert cli.parse_args(["--out", "x"]).exclude_articles == ["Southern_California"]
 
 
+def test_cli_defaults_are_the_shipped_checkpoints_last_round():
+    """`python -m hyco2.training` with no recipe flags trains as the shipped checkpoint's last round did
+    (data, batch and time are the user's: they are not the recipe)."""
+    from hyco2.compressor import DEFAULT_CHECKPOINT  # noqa: PLC0415
+    from hyco2.training.__main__ import parse_args  # noqa: PLC0415
+
+    shipped = json.loads((DEFAULT_CHECKPOINT / "config.json").read_text())["training"]
+    last, args = shipped["stages"][-1], parse_args(["--out", "x"])
+    assert shipped["teacher"].split()[0] == args.teacher == "self"
+    assert (last["target"], last["rates"], last["max_paragraphs"], last["other_articles"]) == \
+        (args.target, args.rates, args.max_paragraphs, args.other_articles)
+    assert (last["rank_weight"], last["saliency_weight"], last["lr"], last["selection"]) == \
+        (args.rank_weight, args.saliency_weight, args.lr[2], args.selection)
+
+
 def test_saliency_labels_ignore_attention_sinks():
     from hyco2.training.trainer import saliency_labels
 

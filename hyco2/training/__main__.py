@@ -65,7 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="steps of the paraphrase, completion and instruction stages")
     p.add_argument("--minutes", type=float, nargs=3, default=[None, None, None], metavar=("P", "C", "I"),
                    help="time limit of each stage; the schedule is sized to end when it is reached")
-    p.add_argument("--lr", type=float, nargs=3, default=[3e-4, 2e-4, 1.4e-4], metavar=("P", "C", "I"))
+    p.add_argument("--lr", type=float, nargs=3, default=[3e-4, 2e-4, 2e-4], metavar=("P", "C", "I"))
     p.add_argument("--batch-size", type=int, default=32, help="per GPU (stage 3) or in all (stages 1-2)")
     p.add_argument("--teacher", choices=TEACHERS, default="self",
                    help="stage-3 teacher: 'self' is the --init checkpoint's own reader with every token kept "
@@ -76,9 +76,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "checkpoint's; '' for none)")
     p.add_argument("--rates", type=float, nargs="+", default=[0.05, 0.1, 0.15, 0.2, 0.3],
                    help="stage 3: keep rates drawn per example")
-    p.add_argument("--selection", choices=list(SELECTIONS), default="words",
-                   help="stage 3: the student's kept tokens: whole words with the top scores, or as the "
-                        "compressor keeps them by default (phrases, one stretch per 60 kept tokens)")
+    p.add_argument("--selection", choices=list(SELECTIONS), default="inference",
+                   help="stage 3: the student's kept tokens: as the compressor keeps them by default (phrases, "
+                        "one stretch per 60 kept tokens), or whole words with the top scores anywhere")
     p.add_argument("--other-articles", type=float, default=0.5,
                    help="stage 3: share of contexts whose distractor paragraphs come from other articles")
     p.add_argument("--target", choices=TARGETS, default="filtered",
