@@ -40,6 +40,28 @@ def test_run_streams_both_answers_and_counts():
     assert "compression ratio" in counts and list(chart["count"])[:3] == ["context", "kept", "soft"]
 
 
+def test_the_full_column_can_be_the_same_reader_reading_every_token():
+    """The full-context column answers with the raw backbone by default, or, on request, with HyCo2's own
+    reader (soft tokens + every token): the reference a compression is measured against. A peer has no
+    soft tokens, so it falls back to the raw backbone and says so."""
+    from hyco2.app import callbacks
+    from hyco2.reader import HyCo2Reader
+
+    context, question, _ = callbacks.examples()[0]
+    args = (context, question, "rate", 0.2, 32)
+    *_, same = callbacks.run(*args, "hyco2", "smollm2-135m-instruct", full_reader="same reader", max_new_tokens=8)
+    comp = callbacks.get_compressor("smollm2-135m-instruct", None)
+    keep_all = comp.compress(context, question, rate=1.0)
+    assert keep_all.kept_tokens == keep_all.context_tokens and keep_all.soft_tokens == 16
+    expected = HyCo2Reader(comp).answer(context, question, "hybrid", compression=keep_all, max_new_tokens=8).text
+    assert same[0] == expected and "HyCo2's reader: 16 soft + every token" in same[1]
+    *_, raw = callbacks.run(*args, "hyco2", "smollm2-135m-instruct", max_new_tokens=8)
+    assert "raw backbone" in raw[1] and raw[0] == HyCo2Reader(comp).answer(context, question, "full",
+                                                                           max_new_tokens=8).text
+    *_, peer = callbacks.run(*args, "truncate", "smollm2-135m-instruct", full_reader="same reader", max_new_tokens=8)
+    assert "raw backbone (a peer has no soft tokens)" in peer[1] and peer[0] == raw[0]
+
+
 def _shipped():
     from hyco2.app import callbacks
 

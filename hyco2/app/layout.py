@@ -51,6 +51,10 @@ def build() -> gr.Blocks:
                 checkpoint = gr.Dropdown(label="Checkpoint (adapter)", elem_id="checkpoint",
                                          info="the soft-token adapter: HyCo2's hybrid, ComprExIT's or COMI's, "
                                          "each with its own classifier", **_checkpoint_choices(None))
+                full_reader = gr.Radio(list(callbacks.FULL_READERS), value=callbacks.FULL_READERS[0],
+                                       label="Full-context column", elem_id="full-reader",
+                                       info="the raw backbone reading everything, or HyCo2's own reader with its "
+                                       "soft tokens beside every token (what compression is measured against)")
                 go = gr.Button("Compress and answer", variant="primary", elem_id="go")
         gr.Examples(callbacks.examples(), inputs=[context, question, rate], label="Examples (click one)",
                     elem_id="examples")
@@ -74,7 +78,7 @@ def build() -> gr.Blocks:
                        inputs=control, outputs=[rate, budget, threshold], queue=False)
         model.change(lambda m: gr.update(**_checkpoint_choices(m)), inputs=model, outputs=checkpoint, queue=False)
         go.click(callbacks.run, inputs=[context, question, control, rate, budget, method, model, threshold, documents,
-                                        checkpoint],
+                                        checkpoint, full_reader],
                  outputs=[full_answer, full_info, comp_answer, comp_info, highlighted, counts, chart],
                  concurrency_limit=1)
     return demo
