@@ -213,8 +213,9 @@ def _page_with_the_first_example(browser, url, height: int = 900):
 
 
 def _three_sessions_at_once(browser, url, tmp_path):
-    """Three users submit together, one of them a text longer than the backbone's window: the queue
-    serves them one after another and every one gets both answers."""
+    """Three users submit together, one of them a text longer than the backbone's window, another asking
+    for HyCo2's own reader in the full-context column: the queue serves them one after another and every
+    one gets both answers, each full column labelled with its reader."""
     lighthouse = (ROOT / "assets" / "examples" / "lighthouse.txt").read_text()
     long_text = "\n\n".join([lighthouse] * 42)  # ~8.4k tokens: just over the window
     pages = []
@@ -222,6 +223,8 @@ def _three_sessions_at_once(browser, url, tmp_path):
         page = _page_with_the_first_example(browser, url)
         if n == 1:
             page.locator("#context textarea").fill(long_text)
+        if n == 2:
+            page.locator("#full-reader").get_by_text("same reader").click()
         pages.append(page)
     for page in pages:
         page.click("#go")
@@ -232,6 +235,9 @@ def _three_sessions_at_once(browser, url, tmp_path):
         assert page.locator("#compressed-answer textarea").input_value().strip(), f"session {n}"
         full = page.locator("#full-answer textarea").input_value()
         assert ("does not fit" in full) == (n == 1), f"session {n}: {full!r}"
+        info = page.locator("#full-info").inner_text()
+        assert ("HyCo2's reader: 16 soft + every token" in info) == (n == 2) and ("raw backbone" in info) == (n != 2), \
+            f"session {n}: {info!r}"
     pages[1].screenshot(path=str(tmp_path / "long.png"), full_page=True)
     assert "words" in pages[1].locator("#highlighted").inner_text()  # long text: folded view
 
