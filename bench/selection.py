@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--articles", nargs="*", default=["Southern_California"])
     p.add_argument("--rates", type=float, nargs="+", default=[0.1, 0.25])
     p.add_argument("--methods", nargs="*", default=None, help="default: every method")
+    p.add_argument("--phrases", type=float, nargs="*", default=[],
+                   help="also HyCo2's classifier at these phrase strengths (0: whole words anywhere; default 0.9)")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--device", default=None)
     p.add_argument("--out", default=None)
@@ -33,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     items = read_squad(args.data, include=set(args.articles) if args.articles else None)[: args.limit]
     comp = HyCo2Compressor.from_pretrained(device=args.device)
     methods = args.methods or available_methods()
+    variants = [(m, {"method": m}) for m in methods] + [(f"hyco2, phrases {x:g}", {"phrases": x}) for x in args.phrases]
     rows = []
     out = Path(args.out or Path(__file__).parent / "results" / "selection-cpu.json")
 
@@ -40,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         out.write_text(json.dumps({"machine": machine(), "questions": len(items), "rows": rows}, indent=1))
 
     for rate in args.rates:
-        for m in methods:
-            results = comp.compress_batch([i.context for i in items], [i.question for i in items], rate=rate, method=m)
+        for m, kw in variants:
+            results = comp.compress_batch([i.context for i in items], [i.question for i in items], rate=rate, **kw)
             kept = sum(any(normalize_answer(a) in normalize_answer(r.kept_text) for a in i.answers)
                        for r, i in zip(results, items))
             rows.append({"method": m, "rate": rate, "answer_kept": 100 * kept / len(items)})
@@ -50,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{len(items)} questions; kept tokens only (HyCo2 without its soft tokens); machine: {machine()}\n")
     print("| method | " + " | ".join(f"answer kept @ {r}" for r in args.rates) + " |")
     print("|---|" + "---|" * len(args.rates))
-    for m in methods:
+    for m, _ in variants:
         cells = [f"{r['answer_kept']:.1f}%" for r in rows if r["method"] == m]
         print(f"| {m} | " + " | ".join(cells) + " |")
     return 0

@@ -1,4 +1,7 @@
-"""bench/report.py: merging shards of a run and the table's derived figures; bench/batch.py's host profile."""
+"""bench/report.py: merging shards of a run and the table's derived figures; bench/batch.py's host profile;
+bench/selection.py's answer-kept rows."""
+import pytest
+
 import bench.report as report
 
 
@@ -154,3 +157,21 @@ def test_versus_compares_each_checkpoint_with_the_reference_row_by_row():
     assert any(x.startswith("| HyCo2 hybrid | 0.10 | the run’s own |") for x in table)
     assert not any("| hybrid |" in x for x in table[2:])  # the reference is not compared with itself
     assert "against hybrid" in report.qa_tables({**run, "rows": rows}, reference="hybrid")
+
+
+@pytest.mark.integration
+def test_selection_bench_measures_hyco2_at_other_phrase_strengths(tmp_path):
+    """bench/selection.py: how often the gold answer survives in the kept tokens, per method and, with
+    --phrases, for HyCo2's classifier at other phrase strengths (the real default model, 3 questions)."""
+    import json
+
+    import bench.selection
+    from tests.conftest import SQUAD_MINI
+
+    out = tmp_path / "sel.json"
+    assert bench.selection.main(["--data", str(SQUAD_MINI), "--articles", "Southern_California", "--rates", "0.3",
+                                 "--methods", "truncate", "--phrases", "0", "--limit", "3", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["method"] for r in rows] == ["truncate", "hyco2, phrases 0"]
+    counts = [3 * r["answer_kept"] / 100 for r in rows]  # a share of 3 questions: 0, 1, 2 or 3 of them
+    assert all(abs(c - round(c)) < 1e-9 and 0 <= round(c) <= 3 for c in counts)
