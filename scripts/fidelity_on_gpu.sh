@@ -104,17 +104,19 @@ elif [ "$phase" = b ]; then
 elif [ "$phase" = long ]; then
   # Session 15: the stretch-trained student (s8's --selection inference) at scale: the same-reader cache on SAMPLE
   # questions (CACHE_PROCS processes at TEACHER_BATCH), then two variants from the shipped checkpoint side by side,
-  # compiled layers, until SECONDS: s9a the default rates, s9b RATES_B (rates at and below the default).
+  # compiled layers, until SECONDS: NAME_A (s9a) with ARGS_A (none: the recipe), NAME_B (s9b) with ARGS_B (rates
+  # at and below the default). The next round: other names and flags, e.g. ARGS_B="--rank-weight 3".
+  A=${NAME_A:-s9a}; B=${NAME_B:-s9b}
   cache ${CACHE_PROCS:-3}
   T=$(( $(left) - 30 ))
   echo "training two variants for $T s"
-  train s9a $SHIPPED $T "" "${LR:-2e-4}" --selection inference --compile &
-  train s9b $SHIPPED $T "" "${LR:-2e-4}" --selection inference --compile --rates ${RATES_B:-0.05 0.08 0.1 0.12 0.15 0.2} &
+  train $A $SHIPPED $T "" "${LR:-2e-4}" --selection inference --compile ${ARGS_A:-} &
+  train $B $SHIPPED $T "" "${LR:-2e-4}" --selection inference --compile ${ARGS_B:---rates 0.05 0.08 0.1 0.12 0.15 0.2} &
   wait || true
-  bring_back s9a s9b
-  (cd $W && tar czf "$OUT/train-logs.tgz" *.log s9a/history.json s9b/history.json) || true
+  bring_back $A $B
+  (cd $W && tar czf "$OUT/train-logs.tgz" *.log $A/history.json $B/history.json) || true
 elif [ "$phase" = compare ]; then
-  # Session 15: RUNS (default "s9a s9b", trained by the long phase on this warm machine) beside the shipped
+  # Session 15: RUNS (default "s9a s9b": the long phase's NAME_A NAME_B on this warm machine) beside the shipped
   # checkpoint: the validation articles (K=1 at 0.10 / 0.15, K=10 other articles at 0.10: the shipping rule), the
   # measurement set at K=1 (0.15) and K=10 (0.10, K10_RUN of K10_SHARDS shards)
   ALSO="--also"; for r in ${RUNS:-s9a s9b}; do ALSO="$ALSO $r=$W/$r/checkpoint"; done
