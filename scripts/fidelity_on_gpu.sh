@@ -32,9 +32,9 @@ GAP=${KEPT_GAP:- …}
 K1_SHARDS=${K1_SHARDS:-4}; K10_SHARDS=${K10_SHARDS:-8}
 show() { tr '\r' '\n' < "$1" | grep -v -E '^\s*$|Loading weights|Warning' | tail -n "${2:-4}" || true; }
 left() { echo $(( END - $(date +%s) )); }
-bench() {  # NAME SHARDS K TIMEOUT ARGS...: bench/qa.py shards in the background, one file each
+bench() {  # NAME SHARDS K TIMEOUT ARGS...: bench/qa.py shards in the background, one file each (RUN=N: the first N only)
   local name=$1 n=$2 k=$3 t=$4; shift 4
-  for i in $(seq 0 $((n - 1))); do
+  for i in $(seq 0 $(( ${RUN:-$n} - 1 ))); do
     timeout "$t" python3 bench/qa.py --data-dir $DATA --paragraphs "$k" --shard "$i/$n" --batch-size 64 \
       --out $W/bench/$name-s$i.json "$@" > $W/bench/$name-s$i.log 2>&1 &
   done
@@ -124,11 +124,8 @@ elif [ "$phase" = compare ]; then
   bench val 2 1 $t --set validation $ALSO --rates 0.1 0.15 --methods --no-ablations
   bench val10 3 10 $t --set validation --distractors other $ALSO --rates 0.1 --methods --no-ablations --batch-size 32
   bench k1 6 1 $t $ALSO --rates 0.15 --methods --no-ablations
-  K10_SHARDS=${K10_SHARDS:-8}
-  for i in $(seq 0 $(( ${K10_RUN:-4} - 1 ))); do
-    timeout $t python3 bench/qa.py --data-dir $DATA --paragraphs 10 --shard "$i/$K10_SHARDS" --batch-size 32 \
-      --out $W/bench/k10-s$i.json --distractors other $ALSO --rates 0.1 --methods --no-ablations > $W/bench/k10-s$i.log 2>&1 &
-  done
+  RUN=${K10_RUN:-4} bench k10 ${K10_SHARDS:-8} 10 $t --distractors other $ALSO --rates 0.1 --methods --no-ablations \
+    --batch-size 32
   wait || true
   for name in val val10 k1 k10; do  # four runs and one page of tables: at most 8 files come back
     echo "# $name" >> "$OUT/tables.md"

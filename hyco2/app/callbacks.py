@@ -205,31 +205,34 @@ def run(context: str, question: str, control: str, rate: float, budget: float, m
         full_text = small_text = ""
         t1 = time.perf_counter()
         n_full = result.context_tokens
-        same = full_reader == FULL_READERS[1] and bool(result.soft_tokens)
+        asked = full_reader == FULL_READERS[1]
+        same = asked and bool(result.soft_tokens)
         who = (f"HyCo2's reader: {result.soft_tokens} soft + every token" if same
-               else "raw backbone" + (" (a peer has no soft tokens)" if full_reader == FULL_READERS[1] else ""))
+               else "raw backbone" + (" (a peer has no soft tokens)" if asked else ""))
+
+        def full_info(seconds: float) -> str:
+            return f"{n_full} context tokens · {who} · {seconds:.2f} s"
+
         if n_full + (result.soft_tokens if same else 0) <= comp.max_context_tokens:
             full, full_mode = result, "full"
             if same:  # every token kept beside the soft tokens: the same reader, uncompressed
                 full, full_mode = comp.compress(question=question, rate=1.0, **source), "hybrid"
             for full_text in reader.answer_stream(question, full_mode, compression=full, max_new_tokens=max_new_tokens):
                 in_time("answering from the full context")
-                yield (full_text, f"{n_full} context tokens · {who} · {time.perf_counter() - t1:.2f} s", "", "", hl,
-                       gr.skip(), gr.skip())
+                yield full_text, full_info(time.perf_counter() - t1), "", "", hl, gr.skip(), gr.skip()
         else:
             full_text = (f"(The full context, {n_full:,} tokens, does not fit the backbone's window of "
                          f"{comp.max_context_tokens:,}: only the compressed form can be read.)")
         full_latency = time.perf_counter() - t1
-        full_info = f"{n_full} context tokens · {who} · {full_latency:.2f} s"
         t2 = time.perf_counter()
         for small_text in reader.answer_stream(question, mode, compression=result, max_new_tokens=max_new_tokens):
             in_time("answering from the compressed context")
-            yield (full_text, full_info, small_text,
+            yield (full_text, full_info(full_latency), small_text,
                    f"{n_small} tokens ({result.kept_tokens} kept + {result.soft_tokens} soft) · "
                    f"{t_compress + time.perf_counter() - t2:.2f} s", hl, gr.skip(), gr.skip())
         comp_latency = t_compress + time.perf_counter() - t2
         md, frame = counts_table(result, full_latency, comp_latency, [n for n, _ in docs] if docs else None)
-        yield (full_text, full_info, small_text,
+        yield (full_text, full_info(full_latency), small_text,
                f"{n_small} tokens ({result.kept_tokens} kept + {result.soft_tokens} soft) · "
                f"compress {t_compress:.2f} s + answer {comp_latency - t_compress:.2f} s", hl, md, frame)
     except HyCo2Error as exc:
