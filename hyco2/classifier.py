@@ -27,6 +27,12 @@ class RetentionClassifier(nn.Module):
     ``config.classifier_question`` it adds a question match: the cosine between a projection of each
     context token and projections of the question's tokens, its best match over the question,
     times a learned scale that starts at 0 (so an upgraded checkpoint begins exactly where it was).
+
+    The backbone is causal, so a token's state has seen only the text before it: in "1850, when the
+    city was founded" the state of "1850" knows nothing of the founding. With
+    ``config.classifier_context`` layers of bidirectional attention over [question; context] (at the
+    classifier's width) every token's score also reads the text after it; their output layer starts at
+    zero, so an upgraded checkpoint again begins where it was.
     """
 
     def __init__(self, config: HyCo2Config):
@@ -39,18 +45,69 @@ class RetentionClassifier(nn.Module):
             self.context_proj = nn.Linear(D, c, bias=False)
             self.question_proj = nn.Linear(D, c, bias=False)
             self.match_scale = nn.Parameter(torch.zeros(()))
+        self.context_layers = config.classifier_context
+        if self.context_layers:
+            self.context_in = nn.Sequential(nn.LayerNorm(D), nn.Linear(D, c))
+            self.context_blocks = nn.ModuleList(ContextBlock(c) for _ in range(self.context_layers))
+            self.context_out = nn.Sequential(nn.LayerNorm(c), nn.Linear(c, 1))
+            nn.init.zeros_(self.context_out[1].weight)
+            nn.init.zeros_(self.context_out[1].bias)
 
     def forward(self, states: torch.Tensor, question_states: torch.Tensor | None = None,
-                question_mask: torch.Tensor | None = None) -> torch.Tensor:
+                question_mask: torch.Tensor | None = None,
+                context_mask: torch.Tensor | None = None) -> torch.Tensor:
         logits = self.net(states).squeeze(-1)  # (B, L)
+        if (self.question_match or self.context_layers) and (question_states is None or question_mask is None):
+            raise ValueError("this classifier reads the question: pass its states and mask")
+        if self.context_layers:
+            if context_mask is None:
+                raise ValueError("this classifier attends over the context: pass its mask")
+            h = self.context_in(torch.cat([question_states, states], 1))
+            real = torch.cat([question_mask, context_mask], 1)
+            for block in self.context_blocks:
+                h = block(h, real)
+            logits = logits + self.context_out(h[:, question_states.shape[1]:]).squeeze(-1)
         if self.question_match:
-            if question_states is None or question_mask is None:
-                raise ValueError("this classifier matches against the question: pass its states and mask")
             k = F.normalize(self.context_proj(self.match_norm(states)), dim=-1)
             q = F.normalize(self.question_proj(self.match_norm(question_states)), dim=-1)
             sim = torch.einsum("blc,bqc->blq", k, q).masked_fill(~question_mask[:, None, :], -1.0)
             logits = logits + self.match_scale * sim.amax(-1)
         return logits
+
+
+class ContextBlock(nn.Module):
+    """One pre-LN transformer layer without a causal mask: self-attention over the real tokens, then an FFN."""
+
+    def __init__(self, dim: int, heads: int = 4):
+        super().__init__()
+        self.heads = heads
+        self.attn_norm, self.ffn_norm = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.ffn = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+
+    def forward(self, x: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        B, L, C = x.shape
+        q, k, v = self.qkv(self.attn_norm(x)).view(B, L, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=real[:, None, None, :])
+        x = x + self.proj(a.transpose(1, 2).reshape(B, L, C))
+        return x + self.ffn(self.ffn_norm(x))
+
+
+def add_classifier_context(model: nn.Module, layers: int) -> None:
+    """Give a trained checkpoint's classifier ``layers`` bidirectional context layers (output zero: the same
+    outputs until trained). A classifier that has them already keeps its own."""
+    config = model.config
+    if layers <= config.classifier_context:
+        return
+    if config.classifier_context:
+        raise ValueError(f"this classifier has {config.classifier_context} context layer(s); "
+                         f"it cannot grow to {layers}")
+    config.classifier_context = layers
+    head = RetentionClassifier(config).to(next(model.parameters()).device)
+    missing, unexpected = head.load_state_dict(model.classifier.state_dict(), strict=False)
+    if unexpected or not all(k.startswith("context_") for k in missing):
+        raise RuntimeError(f"classifier upgrade: missing {missing}, unexpected {unexpected}")
+    model.classifier = head
 
 
 def add_question_match(model: nn.Module) -> None:

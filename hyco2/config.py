@@ -9,10 +9,10 @@ from typing import Any
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 #: Version 2 added ``kept_gap`` (the reader's format is part of the checkpoint); version 3 the choice of
-#: ``adapter`` and its sizes (``layer_states``, ``sinkhorn_*``). Older files load as they always read (no
-#: gap, the hybrid adapter); a file of a newer version, or with keys this version does not know, is
-#: refused with a message rather than read wrongly.
-FORMAT_VERSION = 3
+#: ``adapter`` and its sizes (``layer_states``, ``sinkhorn_*``); version 4 ``classifier_context``. Older files
+#: load as they always read (no gap, the hybrid adapter, no classifier context); a file of a newer version,
+#: or with keys this version does not know, is refused with a message rather than read wrongly.
+FORMAT_VERSION = 4
 
 
 @dataclass
@@ -38,6 +38,9 @@ class HyCo2Config:
     #: the classifier also matches each context token against the question's tokens (see
     #: RetentionClassifier); False for checkpoints trained before it existed
     classifier_question: bool = False
+    #: bidirectional attention layers the classifier runs over [question; context] before scoring (see
+    #: RetentionClassifier); 0 = each token scored from its own causal state, as checkpoints before it
+    classifier_context: int = 0
     embedding_rms: float = 1.0  # initial scale of the soft tokens
     default_rate: float = 0.15
     #: text the decoder reads between two kept spans that were not adjacent in the context ("" = none):

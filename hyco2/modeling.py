@@ -41,7 +41,7 @@ class HyCo2Model(nn.Module):
         """
         soft = self.adapter(encoded)
         return HyCo2Output(soft, self.classifier(encoded.context_states, encoded.question_states,
-                                                 encoded.question_mask))
+                                                 encoded.question_mask, encoded.context_mask))
 
     @property
     def needs_layer_states(self) -> bool:

@@ -102,10 +102,10 @@ elif [ "$phase" = b ]; then
   for name in val2 k1b k10b; do merge $name; done
   tail -n 25 "$OUT/val2.md"
 elif [ "$phase" = long ]; then
-  # Session 15: the stretch-trained student (s8's --selection inference) at scale: the same-reader cache on SAMPLE
-  # questions (CACHE_PROCS processes at TEACHER_BATCH), then two variants from the shipped checkpoint side by side,
-  # compiled layers, until SECONDS: NAME_A (s9a) with ARGS_A (none: the recipe), NAME_B (s9b) with ARGS_B (rates
-  # at and below the default). The next round: other names and flags, e.g. ARGS_B="--rank-weight 3".
+  # The same-reader cache on SAMPLE questions (CACHE_PROCS processes at TEACHER_BATCH), then two variants from
+  # the shipped checkpoint side by side, compiled layers, until SECONDS: NAME_A with ARGS_A, NAME_B with ARGS_B.
+  # Session 15 (defaults): s9a the recipe, s9b rates at and below the default. Session 16, the classifier's
+  # recall: NAME_A=s10a ARGS_A="--rank-loss each --rank-weight 3" NAME_B=s10b ARGS_B="$ARGS_A --classifier-context 1"
   A=${NAME_A:-s9a}; B=${NAME_B:-s9b}
   cache ${CACHE_PROCS:-3}
   T=$(( $(left) - 30 ))

@@ -8,7 +8,7 @@ import torch
 
 from hyco2.training.data import QAExample, with_distractors
 from hyco2.training.distill import (DistillConfig, DistillStep, TeacherEntry, build_teacher_cache, example_key,
-                                    load_cache, prepare_items, save_cache, train_distill)
+                                    load_cache, prepare_items, rank_loss, save_cache, train_distill)
 from tests.conftest import PARAGRAPH
 
 OTHER = ("The harbour of Vellmar was dredged in 1901. Its breakwater is 900 metres long, and ferries leave "
@@ -152,6 +152,40 @@ def test_rank_loss_and_question_match_reach_the_classifier(tiny_backbone, cache)
     loss.backward()
     assert comp.model.classifier.match_scale.grad is not None and float(comp.model.classifier.match_scale.grad) != 0
     comp.model.eval()
+
+
+def test_rank_loss_each_asks_every_gold_token_to_outrank_the_rest():
+    """"span" is content with one strong gold token; "each" is not: a weak second token of the answer
+    (which the budget would then drop) costs it. Padding counts in neither."""
+    mask = torch.tensor([[True] * 5 + [False]] * 2)
+    gold = torch.tensor([[False, True, True, False, False, False]] * 2)
+    logits = torch.tensor([[0.0, 9.0, -3.0, 0.0, 0.0, 50.0],   # one gold token strong, one weak
+                           [0.0, 9.0, 9.0, 0.0, 0.0, 50.0]])   # both strong
+    span, each = rank_loss(logits, mask, gold, "span"), rank_loss(logits, mask, gold, "each")
+    assert span[0] < 0.01 and span[1] < 0.01
+    assert each[0] > 2.0 and each[1] < 0.01
+    # by hand: the weak token's −log softmax over itself and the three non-gold tokens, halved
+    assert each[0] == pytest.approx(float(torch.logsumexp(torch.tensor([-3.0, 0.0, 0.0, 0.0]), 0) + 3.0) / 2
+                                    + float(torch.logsumexp(torch.tensor([9.0, 0.0, 0.0, 0.0]), 0) - 9.0) / 2,
+                                    rel=1e-5)
+    with pytest.raises(ValueError, match="rank loss"):
+        rank_loss(logits, mask, gold, "best")
+
+
+def test_step_trains_the_classifiers_context_layers_with_the_each_rank_loss(tiny_backbone, cache):
+    from hyco2.classifier import add_classifier_context
+    from hyco2.compressor import HyCo2Compressor
+
+    model = HyCo2Compressor.fresh_model(tiny_backbone, seed=3)
+    add_classifier_context(model, 1)
+    items = prepare_items(tiny_backbone, QA, cache, "gold")
+    cfg = DistillConfig(batch_size=3, max_paragraphs=2, rank_weight=1.0, rank_loss="each")
+    step = DistillStep(tiny_backbone, model.train(), items, cfg, model.config.num_soft_tokens, random.Random(0))
+    loss, metrics = step([0, 1, 2], torch.autocast("cpu", enabled=False))
+    assert torch.isfinite(loss) and metrics["rank"] > 0
+    loss.backward()
+    assert float(model.classifier.context_out[1].weight.grad.abs().sum()) > 0
+    model.eval()
 
 
 def test_step_profile_names_every_part_of_a_step(tiny, cache):

@@ -22,11 +22,10 @@ from ..adapters import ADAPTERS
 from ..backbone import DEFAULT_BACKBONE
 from ..compressor import HyCo2Compressor
 from ..errors import HyCo2Error
-from ..classifier import add_question_match
+from ..classifier import add_classifier_context, add_question_match
 from .data import read_qa, read_texts
-from .distill import (SELECTIONS, TARGETS, TEACHERS, DistillConfig, build_teacher_shard, cached_teacher, prepare_items,
-                      teacher_cache,
-                      train_distill)
+from .distill import (RANK_LOSSES, SELECTIONS, TARGETS, TEACHERS, DistillConfig, build_teacher_shard, cached_teacher,
+                      prepare_items, teacher_cache, train_distill)
 from .trainer import STAGES, StageConfig, Trainer, make_records
 
 MEASUREMENT_ARTICLES = ["Southern_California"]
@@ -92,10 +91,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="stage 3: BCE weight of the keep labels (teacher saliency ∪ gold span)")
     p.add_argument("--rank-weight", type=float, default=1.0,
                    help="stage 3: weight of the listwise loss that ranks the gold answer's tokens first")
+    p.add_argument("--rank-loss", choices=RANK_LOSSES, default="span",
+                   help="stage 3: span = the gold tokens' softmax mass over the context (one strong token "
+                        "satisfies it); each = every gold token above all non-gold ones (the whole answer kept)")
     p.add_argument("--compile", action="store_true",
                    help="stage 3: torch.compile the frozen backbone's layers (see bench/train_step.py for when it pays)")
     p.add_argument("--question-classifier", action="store_true",
                    help="give the classifier the question match (added to an --init checkpoint at scale 0)")
+    p.add_argument("--classifier-context", type=int, default=0, metavar="N",
+                   help="give the classifier N bidirectional attention layers over question and context, so a "
+                        "token's score reads the text after it too (added to an --init checkpoint at output 0)")
     p.add_argument("--teacher-cache", default=None, help="teacher cache folder (default: OUT/teacher); "
                    "built there when missing, reused when complete")
     p.add_argument("--teacher-batch-size", type=int, default=64)
@@ -172,6 +177,11 @@ def main(argv: list[str] | None = None) -> int:
                                                          num_soft_tokens=args.soft_tokens).to(comp.backbone.device)
         if args.question_classifier:
             add_question_match(comp.model)
+        if args.classifier_context:
+            try:
+                add_classifier_context(comp.model, args.classifier_context)
+            except ValueError as exc:
+                raise HyCo2Error(f"--classifier-context: {exc}") from None
         if args.kept_gap is not None:
             comp.model.config.kept_gap = args.kept_gap
     except HyCo2Error as exc:
@@ -203,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                                 minutes=args.minutes[i], max_paragraphs=args.max_paragraphs,
                                 max_context_tokens=args.max_context_tokens, kl_weight=args.kl_weight, seed=args.seed,
                                 saliency_weight=args.saliency_weight, rank_weight=args.rank_weight,
+                                rank_loss=args.rank_loss,
                                 compile=args.compile, rates=tuple(args.rates), other_articles=args.other_articles,
                                 selection=args.selection)
             if args.no_resume and rank == 0:
