@@ -25,8 +25,8 @@ END=$(( $(date +%s) + ${2:-560} ))
 SHIPPED=hyco2/checkpoints/smollm2-135m-instruct
 QA="--qa $DATA/squad-v1.0-train.json.gz --exclude-articles Southern_California Normans Computational_complexity_theory"
 TEXT="--text $DATA/enwiki-head.jsonl.gz"
-S3="--teacher self --teacher-cache $W/cache --sample-questions ${SAMPLE:-4000} --target filtered --rank-weight 1 \
-  --max-paragraphs 10 --steps 0 0 1000000"
+S3="--teacher self --teacher-cache $W/cache --sample-questions ${SAMPLE:-4000} --target filtered --rank-weight 1 --rank-loss span \
+  --classifier-context 0 --max-paragraphs 10 --steps 0 0 1000000"  # session 12's recipe, as measured
 # s8 continues the shipped recipe at its batch (128); the fresh three share one recipe at 64 (ComprExIT keeps
 # 31 layers of states: four trainings at 128 on one card would pass its 140 GB)
 FRESH=${FRESH:-hybrid comprexit comi}

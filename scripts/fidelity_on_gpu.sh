@@ -27,7 +27,7 @@ W=$WORK; mkdir -p $W/bench; OUT=${OUT:-$W/out}; mkdir -p "$OUT"
 END=$(( $(date +%s) + ${2:-560} ))
 SHIPPED=${BASE:-hyco2/checkpoints/smollm2-135m-instruct}  # BASE=FOLDER starts from another checkpoint (s7 came from s6, commit 738ee30)
 QA="--qa $DATA/squad-v1.0-train.json.gz --exclude-articles Southern_California Normans Computational_complexity_theory"
-RECIPE="--teacher self --target ${TARGET:-filtered} --rank-weight 1 --max-paragraphs ${PARAS:-10} --batch-size ${BATCH:-128}"
+RECIPE="--teacher self --target ${TARGET:-filtered} --max-paragraphs ${PARAS:-10} --batch-size ${BATCH:-128}"
 GAP=${KEPT_GAP:- …}
 K1_SHARDS=${K1_SHARDS:-4}; K10_SHARDS=${K10_SHARDS:-8}
 show() { tr '\r' '\n' < "$1" | grep -v -E '^\s*$|Loading weights|Warning' | tail -n "${2:-4}" || true; }

@@ -35,9 +35,9 @@ cache() {  # the full-context teacher's answers for every training question: two
 if [ "$phase" = ablate ]; then
   # variants (one GPU each, round robin), as extra arguments of the training CLI; override with V0..V3
   V[0]=${V0:---target gold}
-  V[1]=${V1:---target gold --question-classifier --rank-weight 1}
-  V[2]=${V2:---target filtered --question-classifier --rank-weight 1}
-  V[3]=${V3:---target gold --question-classifier --rank-weight 1 --saliency-weight 0}
+  V[1]=${V1:---target gold --question-classifier --rank-weight 1 --rank-loss span --classifier-context 0}
+  V[2]=${V2:---target filtered --question-classifier --rank-weight 1 --rank-loss span --classifier-context 0}
+  V[3]=${V3:---target gold --question-classifier --rank-weight 1 --rank-loss span --classifier-context 0 --saliency-weight 0}
   END=$(( $(date +%s) + ${2:-560} ))
   t0=$(date +%s); cache; echo "teacher cache: $(( $(date +%s) - t0 )) s"
   M=$(python3 -c "print(round(($END - $(date +%s) - 80) / 60, 2))")  # ~60 s data loading, saving

@@ -89,16 +89,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--kl-weight", type=float, default=1.0)
     p.add_argument("--saliency-weight", type=float, default=1.0,
                    help="stage 3: BCE weight of the keep labels (teacher saliency ∪ gold span)")
-    p.add_argument("--rank-weight", type=float, default=1.0,
+    p.add_argument("--rank-weight", type=float, default=3.0,
                    help="stage 3: weight of the listwise loss that ranks the gold answer's tokens first")
-    p.add_argument("--rank-loss", choices=RANK_LOSSES, default="span",
+    p.add_argument("--rank-loss", choices=RANK_LOSSES, default="each",
                    help="stage 3: span = the gold tokens' softmax mass over the context (one strong token "
                         "satisfies it); each = every gold token above all non-gold ones (the whole answer kept)")
     p.add_argument("--compile", action="store_true",
                    help="stage 3: torch.compile the frozen backbone's layers (see bench/train_step.py for when it pays)")
     p.add_argument("--question-classifier", action="store_true",
                    help="give the classifier the question match (added to an --init checkpoint at scale 0)")
-    p.add_argument("--classifier-context", type=int, default=0, metavar="N",
+    p.add_argument("--classifier-context", type=int, default=1, metavar="N",
                    help="give the classifier N bidirectional attention layers over question and context, so a "
                         "token's score reads the text after it too (added to an --init checkpoint at output 0)")
     p.add_argument("--teacher-cache", default=None, help="teacher cache folder (default: OUT/teacher); "
