@@ -105,7 +105,8 @@ elif [ "$phase" = long ]; then
   # The same-reader cache on SAMPLE questions (CACHE_PROCS processes at TEACHER_BATCH), then two variants from
   # the shipped checkpoint side by side, compiled layers, until SECONDS: NAME_A with ARGS_A, NAME_B with ARGS_B.
   # Session 15 (defaults): s9a the recipe, s9b rates at and below the default. Session 16, the classifier's
-  # recall: NAME_A=s10a ARGS_A="--rank-loss each --rank-weight 3" NAME_B=s10b ARGS_B="$ARGS_A --classifier-context 1"
+  # recall: NAME_A=s10a ARGS_A="--rank-loss each --rank-weight 3" NAME_B=s10b
+  # ARGS_B="--rank-loss each --rank-weight 3 --classifier-context 1" (s10b shipped as s10)
   A=${NAME_A:-s9a}; B=${NAME_B:-s9b}
   cache ${CACHE_PROCS:-3}
   T=$(( $(left) - 30 ))

@@ -175,3 +175,22 @@ def test_selection_bench_measures_hyco2_at_other_phrase_strengths(tmp_path):
     assert [r["method"] for r in rows] == ["truncate", "hyco2, phrases 0"]
     counts = [3 * r["answer_kept"] / 100 for r in rows]  # a share of 3 questions: 0, 1, 2 or 3 of them
     assert all(abs(c - round(c)) < 1e-9 and 0 <= round(c) <= 3 for c in counts)
+    # whole and part of the answer are disjoint; only the scoring method (the classifier) has a rank
+    assert all(r["answer_kept"] + r["answer_part_kept"] <= 100 + 1e-9 for r in rows)
+    assert rows[0]["best_gold_token_top20"] is None and 0 <= rows[1]["best_gold_token_top20"] <= 100
+
+
+def test_selection_bench_finds_the_gold_tokens_and_the_part_kept(tiny):
+    """The gold span maps onto the tokens that overlap its characters; keeping some of them is "part"."""
+    from bench.selection import gold_tokens, kept_shares
+    from hyco2.training.data import QAExample
+    from tests.conftest import PARAGRAPH
+
+    item = QAExample(PARAGRAPH, "Who built the lighthouse?", ["Maria Lindqvist"], [PARAGRAPH.index("Maria Lindqvist")])
+    r = tiny.compress(PARAGRAPH, item.question, budget=len(tiny.tokenize(PARAGRAPH)))  # everything kept
+    gold = gold_tokens(r, item)
+    assert "".join(r.tokenized.text[a:b] for a, b in (r.tokenized.offsets[t] for t in gold)).strip() == "Maria Lindqvist"
+    assert kept_shares([r], [item])["answer_part_kept"] == 0.0
+    r.kept_positions = [p for p in r.kept_positions if p != gold[-1]]
+    assert kept_shares([r], [item])["answer_part_kept"] == 100.0
+    assert gold_tokens(r, QAExample(PARAGRAPH, "?", ["x"], [-1])) == []

@@ -94,7 +94,8 @@ def test_cli_defaults_are_the_shipped_checkpoints_last_round():
         (args.target, args.rates, args.max_paragraphs, args.other_articles)
     assert (last["rank_weight"], last["saliency_weight"], last["lr"], last["selection"]) == \
         (args.rank_weight, args.saliency_weight, args.lr[2], args.selection)
-    assert (last.get("rank_loss", "span"), last.get("classifier_context", 0)) == (args.rank_loss, args.classifier_context)
+    assert (last.get("rank_loss", "span"), last.get("classifier_context", 0)) == \
+        (args.rank_loss, args.classifier_context)
 
 
 def test_saliency_labels_ignore_attention_sinks():
