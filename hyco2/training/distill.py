@@ -498,9 +498,8 @@ class DistillStep:
 
 
 #: what the listwise loss asks of the gold answer's tokens: "span", that their softmax mass over the context be
-#: high (one strong token satisfies it); "each", that every one of them outrank the non-gold tokens (what
-#: keeping the whole answer needs: measured on s9, the best gold token was in the top 20 for 93% of questions
-#: while the whole answer was kept for 48%)
+#: high (one strong token satisfies it); "each", that every one of them outrank the non-gold tokens (what a
+#: budget of a few tokens needs to keep the whole answer; docs/DESIGN.md, "Classifier recall: s10")
 RANK_LOSSES = ("span", "each")
 
 
