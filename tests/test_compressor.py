@@ -108,7 +108,7 @@ def test_budget_goes_where_the_classifier_scores_high(tiny):
     class ScoresFromIds(torch.nn.Module):
         logits = None
 
-        def forward(self, states, question_states=None, question_mask=None):
+        def forward(self, states, question_states=None, question_mask=None, context_mask=None):
             return self.logits
 
     head = ScoresFromIds()
