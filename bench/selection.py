@@ -39,7 +39,8 @@ def kept_shares(results, items) -> dict[str, float]:
         if not gold:
             continue
         mapped += 1
-        n_kept = sum(g in set(r.kept_positions) for g in gold)
+        kept = set(r.kept_positions)
+        n_kept = sum(g in kept for g in gold)
         part += 0 < n_kept < len(gold)
         if r.probabilities:
             scored += 1

@@ -103,11 +103,7 @@ def add_classifier_context(model: nn.Module, layers: int) -> None:
         raise ValueError(f"this classifier has {config.classifier_context} context layer(s); "
                          f"it cannot grow to {layers}")
     config.classifier_context = layers
-    head = RetentionClassifier(config).to(next(model.parameters()).device)
-    missing, unexpected = head.load_state_dict(model.classifier.state_dict(), strict=False)
-    if unexpected or not all(k.startswith("context_") for k in missing):
-        raise RuntimeError(f"classifier upgrade: missing {missing}, unexpected {unexpected}")
-    model.classifier = head
+    _rebuild_classifier(model, new_parts=("context_in.", "context_blocks.", "context_out."))
 
 
 def add_question_match(model: nn.Module) -> None:
@@ -116,8 +112,16 @@ def add_question_match(model: nn.Module) -> None:
     if config.classifier_question:
         return
     config.classifier_question = True
-    head = RetentionClassifier(config).to(next(model.parameters()).device)
-    head.net.load_state_dict(model.classifier.net.state_dict())
+    _rebuild_classifier(model, new_parts=("match_", "context_proj.", "question_proj."))
+
+
+def _rebuild_classifier(model: nn.Module, new_parts: tuple[str, ...]) -> None:
+    """A new head from the (upgraded) config, carrying every trained weight of the old one over; only the
+    parameters named by ``new_parts`` start fresh, so any other part the old head had is kept as trained."""
+    head = RetentionClassifier(model.config).to(next(model.parameters()).device)
+    missing, unexpected = head.load_state_dict(model.classifier.state_dict(), strict=False)
+    if unexpected or not all(k.startswith(new_parts) for k in missing):
+        raise RuntimeError(f"classifier upgrade: missing {missing}, unexpected {unexpected}")
     model.classifier = head
 
 

@@ -70,3 +70,19 @@ def test_context_layers_need_the_masks_and_do_not_shrink_or_regrow():
     assert model.classifier is head
     with pytest.raises(ValueError, match="cannot grow"):
         add_classifier_context(model, 2)
+
+
+def test_adding_the_question_match_keeps_trained_context_layers():
+    """Each upgrade carries every trained part of the old head over; only its own new part starts fresh."""
+    from hyco2.classifier import add_question_match
+
+    torch.manual_seed(0)
+    model = HyCo2Model(HyCo2Config(hidden_size=D, adapter_dim=32, adapter_heads=4, classifier_dim=16,
+                                   num_soft_tokens=2, classifier_context=1)).eval()
+    torch.nn.init.normal_(model.classifier.context_out[1].weight)  # as if trained
+    states = torch.randn(1, LC, D)
+    with torch.no_grad():
+        before = model(_batch(states, LC)).keep_logits
+        add_question_match(model)
+        assert model.config.classifier_question and float(model.classifier.match_scale) == 0.0
+        assert torch.allclose(model(_batch(states, LC)).keep_logits, before, atol=1e-6)
