@@ -50,7 +50,7 @@ def profiled_step(comp, items, cfg: DistillConfig) -> dict:
     model = comp.model
     for p in model.parameters():
         p.requires_grad_(True)
-    step = DistillStep(comp.backbone, model, items, cfg, model.config.num_soft_tokens, random.Random(0))
+    step = DistillStep(comp.backbone, model, items, cfg, random.Random(0))
     autocast = bf16_autocast(dev)
     order = list(range(len(items)))
     random.Random(0).shuffle(order)

@@ -395,22 +395,22 @@ class HyCo2Compressor:
             with friendly_oom():
                 soft, logits = self.model(self.encoder.encode(part, [question] * len(part)))
             probs += [p[: len(c)] for c, p in zip(part, torch.sigmoid(logits).float().cpu())]
-            softs += list(soft.float().cpu())
+            softs += [v[: self.model.config.soft_token_count(len(c))] for c, v in zip(part, soft.float().cpu())]
         p_all = torch.cat(probs).tolist()
-        k = self.model.config.num_soft_tokens
-        room = self.max_context_tokens - k * len(chunks)  # what the decoder's window leaves for kept tokens
+        n_soft = sum(v.shape[0] for v in softs)
+        room = self.max_context_tokens - n_soft  # what the decoder's window leaves for kept tokens
         if room < 0:
-            raise ContextTooLongError(k * len(chunks), self.max_context_tokens)
+            raise ContextTooLongError(n_soft, self.max_context_tokens)
         classifier = self.selector_for(s)  # one selection over every chunk's probabilities
         kept = classifier.select(self.encoder, ctx, question, self._n_keep(len(ctx), s),
                                  keep_probabilities=p_all).positions
         adjusted = len(kept) > room
         if adjusted:
             log.warning("Kept %d tokens + %d soft do not fit the decoder's window; keeping the best %d.",
-                        len(kept), k * len(chunks), room)
+                        len(kept), n_soft, room)
             kept = ClassifierSelector(self.model, phrases=s.phrase_strength, spans=s.span_count).select(
                 self.encoder, ctx, question, room, keep_probabilities=p_all).positions
-        segments = [(k, sum(1 for p in kept if start <= p < end)) for start, end in bounds]
+        segments = [(v.shape[0], sum(1 for p in kept if start <= p < end)) for v, (start, end) in zip(softs, bounds)]
         kept_ids = [ctx.ids[p] for p in kept]
         kept_text = self.backbone.tokenizer.decode(kept_ids)
         total = time.perf_counter() - t0
@@ -460,7 +460,8 @@ class HyCo2Compressor:
             out.append(CompressionResult(
                 context=ctx.text, question=question, method=s.label, kept_positions=sel.positions,
                 kept_token_ids=kept_ids, kept_spans=[ctx.offsets[p] for p in sel.positions], kept_text=kept_text,
-                probabilities=sel.scores, soft_embeddings=None if soft_all is None else soft_all[i],
+                probabilities=sel.scores,
+                soft_embeddings=None if soft_all is None else soft_all[i, : self.model.config.soft_token_count(len(ctx))],
                 context_tokens=len(ctx), cl100k_context_tokens=context_counts[i],
                 cl100k_kept_tokens=count_cl100k(kept_text),
                 timings={"encode_s": share, "select_s": select_s, "total_s": share + select_s},

@@ -9,10 +9,11 @@ from typing import Any
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 #: Version 2 added ``kept_gap`` (the reader's format is part of the checkpoint); version 3 the choice of
-#: ``adapter`` and its sizes (``layer_states``, ``sinkhorn_*``); version 4 ``classifier_context``. Older files
-#: load as they always read (no gap, the hybrid adapter, no classifier context); a file of a newer version,
+#: ``adapter`` and its sizes (``layer_states``, ``sinkhorn_*``); version 4 ``classifier_context``; version 5
+#: ``soft_token_span`` and ``max_soft_tokens``. Older files load as they always read (no gap, the hybrid
+#: adapter, no classifier context, ``num_soft_tokens`` for every chunk); a file of a newer version,
 #: or with keys this version does not know, is refused with a message rather than read wrongly.
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 
 
 @dataclass
@@ -23,6 +24,11 @@ class HyCo2Config:
     backbone: str = "smollm2-135m-instruct"
     backbone_fingerprint: dict[str, Any] = field(default_factory=dict)
     num_soft_tokens: int = 16
+    #: soft tokens grow with the chunk (hybrid adapter only): one per ``soft_token_span`` context tokens,
+    #: never fewer than ``num_soft_tokens`` nor more than ``max_soft_tokens``; 0 = ``num_soft_tokens`` for
+    #: every chunk, whatever its length (see :meth:`soft_token_count`)
+    soft_token_span: int = 0
+    max_soft_tokens: int = 64
     #: which soft-token adapter (hyco2.adapters.ADAPTERS): "hybrid" (HyCo2), "comprexit", "comi"
     adapter: str = "hybrid"
     #: hidden states the adapter reads per token: 0 = the last layer only; the backbone's layers + 1
@@ -49,6 +55,24 @@ class HyCo2Config:
     trained: bool = False
     training: dict[str, Any] = field(default_factory=dict)  # data, steps, seed, losses
     format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if self.soft_token_span < 0:
+            raise ValueError(f"soft_token_span must be 0 (a fixed count) or positive, not {self.soft_token_span}")
+        if self.soft_token_span and self.adapter != "hybrid":
+            raise ValueError(f"soft_token_span needs the hybrid adapter; {self.adapter!r} makes a fixed count")
+        if self.soft_token_span and self.max_soft_tokens < self.num_soft_tokens:
+            raise ValueError(f"max_soft_tokens ({self.max_soft_tokens}) is below num_soft_tokens ({self.num_soft_tokens})")
+
+    def soft_token_count(self, context_tokens: int) -> int:
+        """How many soft tokens a chunk of ``context_tokens`` tokens gets.
+
+        Why it may grow: 16 soft tokens summarise a 150-token paragraph at ~10x but ten passages at ~90x;
+        with a span, a longer chunk keeps its gist at a similar density, and a short one is unchanged."""
+        if not self.soft_token_span:
+            return self.num_soft_tokens
+        want = -(-int(context_tokens) // self.soft_token_span)  # ceil
+        return max(self.num_soft_tokens, min(self.max_soft_tokens, want))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

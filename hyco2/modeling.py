@@ -1,6 +1,7 @@
 """The trainable part of HyCo2 (adapter + retention classifier) as a loadable, savable model."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -42,6 +43,20 @@ class HyCo2Model(nn.Module):
         soft = self.adapter(encoded)
         return HyCo2Output(soft, self.classifier(encoded.context_states, encoded.question_states,
                                                  encoded.question_mask, encoded.context_mask))
+
+    def soft_counts(self, context_mask: torch.Tensor) -> list[int]:
+        """How many of each example's soft tokens are real: ``num_soft_tokens`` each, unless the config
+        gives a ``soft_token_span`` (longer contexts, more soft tokens; the rest of ``soft_tokens`` is padding)."""
+        from .adapters.hybrid import soft_counts
+
+        return soft_counts(self.config, context_mask).tolist()
+
+    def set_soft_token_span(self, span: int, max_soft_tokens: int) -> None:
+        """Let longer chunks get more soft tokens (see :meth:`HyCo2Config.soft_token_count`); no new weights:
+        the hybrid adapter reads its extra queries off its learned ones, so a chunk that keeps
+        ``num_soft_tokens`` gives the same soft tokens as before."""
+        replace(self.config, soft_token_span=span, max_soft_tokens=max_soft_tokens)  # checks the pair
+        self.config.soft_token_span, self.config.max_soft_tokens = span, max_soft_tokens
 
     @property
     def needs_layer_states(self) -> bool:

@@ -106,7 +106,9 @@ elif [ "$phase" = long ]; then
   # the shipped checkpoint side by side, compiled layers, until SECONDS: NAME_A with ARGS_A, NAME_B with ARGS_B.
   # Session 15 (defaults): s9a the recipe, s9b rates at and below the default. Session 16, the classifier's
   # recall: NAME_A=s10a ARGS_A="--rank-loss each --rank-weight 3" NAME_B=s10b
-  # ARGS_B="--rank-loss each --rank-weight 3 --classifier-context 1" (s10b shipped as s10)
+  # ARGS_B="--rank-loss each --rank-weight 3 --classifier-context 1" (s10b shipped as s10). Session 17, more soft
+  # tokens for longer chunks: NAME_A=s11a ARGS_A=" " (the recipe's defaults, from s10 and its refreshed teacher)
+  # NAME_B=s11b ARGS_B="--soft-token-span 32 --max-soft-tokens 32"
   A=${NAME_A:-s9a}; B=${NAME_B:-s9b}
   cache ${CACHE_PROCS:-3}
   T=$(( $(left) - 30 ))
@@ -119,13 +121,15 @@ elif [ "$phase" = long ]; then
 elif [ "$phase" = compare ]; then
   # Session 15: RUNS (default "s9a s9b": the long phase's NAME_A NAME_B on this warm machine) beside the shipped
   # checkpoint: the validation articles (K=1 at 0.10 / 0.15, K=10 other articles at 0.10: the shipping rule), the
-  # measurement set at K=1 (0.15) and K=10 (0.10, K10_RUN of K10_SHARDS shards)
+  # measurement set at K=1 (0.15) and K=10 (RATES10, default 0.10, K10_RUN of K10_SHARDS shards). Session 17:
+  # RATES10="0.09 0.1" (a run with up to 32 soft tokens at 0.09 reads as many positions as 16 at 0.10)
   ALSO="--also"; for r in ${RUNS:-s9a s9b}; do ALSO="$ALSO $r=$W/$r/checkpoint"; done
   t=$(( $(left) - 50 ))
   bench val 2 1 $t --set validation $ALSO --rates 0.1 0.15 --methods --no-ablations
-  bench val10 3 10 $t --set validation --distractors other $ALSO --rates 0.1 --methods --no-ablations --batch-size 32
+  bench val10 3 10 $t --set validation --distractors other $ALSO --rates ${RATES10:-0.1} --methods --no-ablations \
+    --batch-size 32
   bench k1 6 1 $t $ALSO --rates 0.15 --methods --no-ablations
-  RUN=${K10_RUN:-4} bench k10 ${K10_SHARDS:-8} 10 $t --distractors other $ALSO --rates 0.1 --methods --no-ablations \
+  RUN=${K10_RUN:-4} bench k10 ${K10_SHARDS:-8} 10 $t --distractors other $ALSO --rates ${RATES10:-0.1} --methods --no-ablations \
     --batch-size 32
   wait || true
   for name in val val10 k1 k10; do  # four runs and one page of tables: at most 8 files come back

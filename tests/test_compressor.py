@@ -197,3 +197,20 @@ def test_a_batch_is_queued_on_the_gpu_without_waiting_for_it():
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert len(queued.outputs.wait()[1]) == 8
+
+
+def test_with_a_soft_token_span_each_context_and_chunk_gets_its_own_count(tiny):
+    """Longer chunks, more soft tokens: every result and every chunk carries the count its length asks for,
+    the counts add up, and the reader reads them all."""
+    tiny.model.set_soft_token_span(8, 12)
+    cfg = tiny.model.config
+    short, long = "A short one about the lamp.", PARAGRAPH
+    rs = tiny.compress_batch([short, long], ["What is lit?", "Who built it?"], rate=0.2)
+    assert [r.soft_tokens for r in rs] == [cfg.soft_token_count(r.context_tokens) for r in rs]
+    assert rs[0].soft_tokens == cfg.num_soft_tokens < rs[1].soft_tokens <= 12
+    docs = [PARAGRAPH, "The bakery on Mill Street opens at six."]
+    r = tiny.compress(documents=docs, question="Who built it?", budget=20)
+    assert [n for n, _ in r.segments] == [cfg.soft_token_count(e - s) for s, e in r.chunk_ranges]
+    assert sum(c["soft_tokens"] for c in r.document_counts()) == r.soft_tokens == r.soft_embeddings.shape[0]
+    a = HyCo2Reader(tiny).answer(documents=docs, question="Who built it?", budget=20, max_new_tokens=3)
+    assert a.document_tokens == r.compressed_tokens

@@ -61,7 +61,7 @@ def test_filtered_target_uses_the_teacher_only_where_it_holds_the_gold_answer(ti
 def test_step_labels_only_the_questions_paragraph_and_is_finite(tiny, cache):
     items = prepare_items(tiny.backbone, QA, cache, "teacher")
     cfg = DistillConfig(batch_size=3, max_paragraphs=2)
-    step = DistillStep(tiny.backbone, tiny.model, items, cfg, tiny.model.config.num_soft_tokens, random.Random(1))
+    step = DistillStep(tiny.backbone, tiny.model, items, cfg, random.Random(1))
     seen_two = False
     for n in range(20):
         ids, words, labels = step.context_for(n % len(items))
@@ -114,7 +114,7 @@ def test_distractors_keep_the_answer_and_are_seeded():
 def test_bucketed_batches_cover_the_pool_once_and_pad_less(tiny, cache):
     items = prepare_items(tiny.backbone, QA, cache, "gold") * 8
     cfg = DistillConfig(batch_size=4, max_paragraphs=3)
-    step = DistillStep(tiny.backbone, tiny.model, items, cfg, tiny.model.config.num_soft_tokens, random.Random(0))
+    step = DistillStep(tiny.backbone, tiny.model, items, cfg, random.Random(0))
     pool = list(range(len(items)))
     batches = step.batches(pool, 4)
     assert sorted(i for b, _ in batches for i in b) == pool and all(len(b) == 4 for b, _ in batches)
@@ -143,7 +143,7 @@ def test_rank_loss_and_question_match_reach_the_classifier(tiny_backbone, cache)
     items = prepare_items(tiny_backbone, QA, cache, "gold")
     assert items[0].gold and set(items[0].gold) <= set(items[0].positive)
     cfg = DistillConfig(batch_size=3, max_paragraphs=2, rank_weight=1.0, saliency_weight=0.0)
-    step = DistillStep(tiny_backbone, comp.model.train(), items, cfg, comp.model.config.num_soft_tokens,
+    step = DistillStep(tiny_backbone, comp.model.train(), items, cfg,
                        random.Random(0))
     _, _, labels = step.context_for(0)
     assert 2 in labels
@@ -180,12 +180,35 @@ def test_step_trains_the_classifiers_context_layers_with_the_each_rank_loss(tiny
     add_classifier_context(model, 1)
     items = prepare_items(tiny_backbone, QA, cache, "gold")
     cfg = DistillConfig(batch_size=3, max_paragraphs=2, rank_weight=1.0, rank_loss="each")
-    step = DistillStep(tiny_backbone, model.train(), items, cfg, model.config.num_soft_tokens, random.Random(0))
+    step = DistillStep(tiny_backbone, model.train(), items, cfg, random.Random(0))
     loss, metrics = step([0, 1, 2], torch.autocast("cpu", enabled=False))
     assert torch.isfinite(loss) and metrics["rank"] > 0
     loss.backward()
     assert float(model.classifier.context_out[1].weight.grad.abs().sum()) > 0
     model.eval()
+
+
+def test_step_and_same_reader_teacher_with_a_soft_token_span(tiny, cache):
+    """Longer contexts get more soft tokens in training as at inference: each student row holds its own
+    count of soft slots, the step is finite and trains the queries those tokens are read from, and the
+    same-reader teacher's saliency still points inside the paragraph."""
+    tiny.model.set_soft_token_span(8, 12)
+    cfg = tiny.model.config
+    items = prepare_items(tiny.backbone, QA, cache, "gold")
+    step = DistillStep(tiny.backbone, tiny.model.train(), items, DistillConfig(batch_size=3, max_paragraphs=3),
+                       random.Random(0))
+    ctxs = [step.context_for(n) for n in range(3)]
+    rows = step._student_rows(items, ctxs, torch.rand(3, max(len(c[0]) for c in ctxs)))
+    assert [len(t) for t in rows.soft_slots] == [cfg.soft_token_count(len(c[0])) for c in ctxs]
+    assert max(len(t) for t in rows.soft_slots) > cfg.num_soft_tokens
+    loss, _ = step([0, 1, 2], torch.autocast("cpu", enabled=False), ctxs)
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert float(tiny.model.adapter.qformer.queries.grad.abs().sum()) > 0
+    tiny.model.eval().zero_grad()
+    own = build_teacher_cache(tiny.backbone, QA, batch_size=3, max_new_tokens=4, topk=4, progress=False, reader=tiny)
+    n_ctx = len(tiny.backbone.tokenizer(PARAGRAPH, add_special_tokens=False)["input_ids"])
+    assert all(own[example_key(ex)].salient and max(own[example_key(ex)].salient) < n_ctx for ex in QA[:2])
 
 
 def test_step_profile_names_every_part_of_a_step(tiny, cache):
@@ -231,7 +254,7 @@ def test_student_rows_put_the_gap_between_non_adjacent_kept_spans(tiny, cache):
     tiny.model.config.kept_gap = " …"
     gap = tiny.backbone.tokenizer(" …", add_special_tokens=False)["input_ids"]
     step = DistillStep(tiny.backbone, tiny.model, items, DistillConfig(max_paragraphs=1, rates=(0.3,)),
-                       tiny.model.config.num_soft_tokens, random.Random(0))
+                       random.Random(0))
     ctx = step.context_for(0)
     probs = torch.rand((1, len(ctx[0])), generator=torch.Generator().manual_seed(0))  # scattered keeps
     n_keep = round(0.3 * len(ctx[0]))
@@ -240,11 +263,11 @@ def test_student_rows_put_the_gap_between_non_adjacent_kept_spans(tiny, cache):
     kept = rows.kept_position
     assert len(kept) == n_keep and [row[t] for t in rows.kept_slot] == [ctx[0][p] for p in kept]
     gaps = sum(1 for a, b in zip(kept, kept[1:]) if b != a + 1)
-    body = row[len(items[0].pre) + step.k: len(row) - len(items[0].post) - len(items[0].target_ids)]
+    body = row[len(items[0].pre) + len(rows.soft_slots[0]): len(row) - len(items[0].post) - len(items[0].target_ids)]
     assert len(body) == len(kept) + gaps * len(gap) and gaps >= 1
     tiny.model.config.kept_gap = ""
     plain = DistillStep(tiny.backbone, tiny.model, items, DistillConfig(max_paragraphs=1, rates=(0.3,)),
-                        tiny.model.config.num_soft_tokens, random.Random(0))._student_rows([items[0]], [ctx], probs)
+                        random.Random(0))._student_rows([items[0]], [ctx], probs)
     assert len(plain.rows[0]) == len(row) - gaps * len(gap)
 
 
@@ -278,7 +301,7 @@ def test_inference_selection_gives_the_student_what_the_compressor_keeps(tiny, c
 
     def student_keeps(selection: str) -> list[int]:
         step = DistillStep(tiny.backbone, tiny.model, items, DistillConfig(selection=selection),
-                           tiny.model.config.num_soft_tokens, random.Random(0))
+                           random.Random(0))
         return step.select(probs, ctx.words, n_keep)
 
     assert student_keeps("inference") == compressor_keeps

@@ -125,10 +125,11 @@ def test_cli_stage3_smoke_on_the_real_model(tmp_path, capsys):
                                                                        "teacher.json"]
     out = tmp_path / "run"
     assert cli.main([*common, "--out", str(out), "--steps", "0", "0", "2", "--batch-size", "2",
-                     "--max-paragraphs", "2"]) == 0
+                     "--max-paragraphs", "2", "--soft-token-span", "32"]) == 0
     config = json.loads((out / "checkpoint" / "config.json").read_text())
     stage = config["training"]["stages"][0]
     assert stage["stage"] == "instruct" and stage["steps_done"] == 2 and stage["examples_seen"] == 4
+    assert config["soft_token_span"] == stage["soft_token_span"] == 32  # longer chunks, more soft tokens
     assert config["training"]["initialised_from"]  # continued training keeps the earlier record
     assert config["training"]["teacher"] == f"self {DEFAULT_CHECKPOINT}"  # the frozen reference that answered
     # the same folder refuses another teacher's answers instead of mixing them
@@ -151,9 +152,11 @@ def test_cli_stage3_smoke_on_the_real_model(tmp_path, capsys):
         assert config["layer_states"] == (31 if adapter == "comprexit" else 0)  # SmolLM2-135M: 30 layers + 1
     # --init's adapter is the one trained; another is refused, and a fresh adapter cannot be its own teacher
     assert cli.main([*common, "--out", str(tmp_path / "e"), "--adapter", "comi"]) == 2
+    assert cli.main([*common, "--out", str(tmp_path / "e"), "--soft-token-span", "-1"]) == 2
     assert cli.main([*fresh[:-2], "--teacher-cache", str(tmp_path / "empty"), "--adapter", "comi", "--text",
                      str(text), "--out", str(tmp_path / "f"), "--steps", "0", "0", "1"]) == 2
     err = capsys.readouterr().err
+    assert "--soft-token-span: soft_token_span must be 0" in err
     assert "holds a 'hybrid' adapter, not 'comi'" in err and "--teacher self needs a trained reader" in err
 
 

@@ -15,21 +15,35 @@ if TYPE_CHECKING:
     from ..encoder import EncodedBatch
 
 
-def group_membership(mask: torch.Tensor, k: int) -> torch.Tensor:
-    """(B, k, L) bool: which valid tokens belong to each of ``k`` contiguous groups.
+def group_membership(mask: torch.Tensor, k: int | torch.Tensor, k_max: int | None = None) -> torch.Tensor:
+    """(B, k_max, L) bool: which valid tokens belong to each of ``k`` contiguous groups.
 
     Groups split each example's *valid* length evenly, so padding never dilutes a group; with fewer
     tokens than groups, tokens are shared so that no group is empty (an empty group gives NaN).
+    ``k`` may differ per example ((B,) tensor; ``k_max`` = its largest): an example's groups past its own
+    ``k`` hold its first token only, so they stay finite, and callers drop them.
     """
+    B, L = mask.shape
+    kk = torch.as_tensor(k, device=mask.device).expand(B) if not torch.is_tensor(k) or k.dim() == 0 else k
+    k_max = int(kk.max()) if k_max is None else k_max
     n = mask.sum(-1).clamp(min=1)  # (B,)
-    L = mask.shape[-1]
     pos = torch.arange(L, device=mask.device)
-    j = torch.arange(k, device=mask.device)
-    group_of_token = (pos[None, :] * k) // n[:, None]  # (B, L)
-    by_token = group_of_token[:, None, :] == j[None, :, None]  # (B, k, L)
-    anchor = (j[None, :] * n[:, None]) // k  # (B, k): one token guaranteed per group
+    j = torch.arange(k_max, device=mask.device)
+    group_of_token = (pos[None, :] * kk[:, None]) // n[:, None]  # (B, L)
+    by_token = group_of_token[:, None, :] == j[None, :, None]  # (B, k_max, L)
+    anchor = (j[None, :] * n[:, None]) // kk[:, None]  # (B, k_max): one token guaranteed per group
+    anchor = torch.where(j[None, :] < kk[:, None], anchor, torch.zeros_like(anchor))
     by_anchor = pos[None, None, :] == anchor[:, :, None]
     return (by_token | by_anchor) & mask[:, None, :]
+
+
+def soft_counts(config: HyCo2Config, context_mask: torch.Tensor) -> torch.Tensor:
+    """(B,) long: each example's soft-token count (:meth:`HyCo2Config.soft_token_count` of its length)."""
+    n = context_mask.sum(-1)
+    if not config.soft_token_span:
+        return torch.full_like(n, config.num_soft_tokens)
+    want = torch.div(n + config.soft_token_span - 1, config.soft_token_span, rounding_mode="floor")
+    return want.clamp(min=config.num_soft_tokens, max=config.max_soft_tokens)
 
 
 class MLPExpert(nn.Module):
@@ -44,16 +58,18 @@ class MLPExpert(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, ffn_mult * dim), nn.GELU(), nn.Linear(ffn_mult * dim, dim))
 
-    def forward(self, ctx: torch.Tensor, ctx_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, ctx: torch.Tensor, ctx_mask: torch.Tensor, counts: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, k, D); with ``counts`` (B,), each example's own number of groups, padded to the largest."""
         B, L, D = ctx.shape
-        member = group_membership(ctx_mask, self.k)  # (B, k, L)
+        k = self.k if counts is None else int(counts.max())
+        member = group_membership(ctx_mask, self.k if counts is None else counts, k)  # (B, k, L)
         weights = member.float() / member.float().sum(-1, keepdim=True)
         pooled = weights @ ctx  # (B, k, D)
         h = self.heads
-        q = self.q(pooled).view(B, self.k, h, D // h).transpose(1, 2)
+        q = self.q(pooled).view(B, k, h, D // h).transpose(1, 2)
         key, val = self.kv(ctx).view(B, L, 2, h, D // h).permute(2, 0, 3, 1, 4)
         att = F.scaled_dot_product_attention(q, key, val, attn_mask=member[:, None])
-        att = self.o(att.transpose(1, 2).reshape(B, self.k, D))
+        att = self.o(att.transpose(1, 2).reshape(B, k, D))
         x = pooled + att
         return x + self.mlp(self.norm(x))
 
@@ -69,9 +85,10 @@ class QFormerLayer(nn.Module):
         self.norms = nn.ModuleList([nn.LayerNorm(dim) for _ in range(4)])
         self.ffn = nn.Sequential(nn.Linear(dim, ffn_mult * dim), nn.GELU(), nn.Linear(ffn_mult * dim, dim))
 
-    def forward(self, x, question, q_mask, ctx, c_mask):
+    def forward(self, x, question, q_mask, ctx, c_mask, x_mask=None):
         h = self.norms[0](x)
-        x = x + self.self_attn(h, h, h, need_weights=False)[0]
+        pad = None if x_mask is None else ~x_mask
+        x = x + self.self_attn(h, h, h, key_padding_mask=pad, need_weights=False)[0]
         h = self.norms[1](x)
         x = x + self.q_attn(h, question, question, key_padding_mask=~q_mask, need_weights=False)[0]
         h = self.norms[2](x)
@@ -86,11 +103,27 @@ class QFormerExpert(nn.Module):
         self.positions = nn.Parameter(torch.randn(k, dim) * 0.02)
         self.layers = nn.ModuleList([QFormerLayer(dim, heads, ffn_mult) for _ in range(layers)])
 
-    def forward(self, question, q_mask, ctx, c_mask):
-        x = (self.queries + self.positions).expand(ctx.shape[0], -1, -1)
+    def forward(self, question, q_mask, ctx, c_mask, counts: torch.Tensor | None = None):
+        """(B, k, D); with ``counts`` (B,), each example's own number of queries, padded to the largest."""
+        if counts is None:
+            x, x_mask = (self.queries + self.positions).expand(ctx.shape[0], -1, -1), None
+        else:
+            x, x_mask = self.resampled(counts)
         for layer in self.layers:
-            x = layer(x, question, q_mask, ctx, c_mask)
+            x = layer(x, question, q_mask, ctx, c_mask, x_mask)
         return x
+
+    def resampled(self, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each example's ``counts[b]`` queries, read off the learned ones as a curve (linear interpolation
+        with the ends fixed, so the trained count gives the trained queries exactly), padded to the largest
+        count; and which are real (B, k_max)."""
+        base = (self.queries + self.positions).T[None]  # (1, D, k)
+        k_max = int(counts.max())
+        out = base.new_zeros((counts.shape[0], k_max, base.shape[1]))
+        for n in counts.unique().tolist():
+            curve = base if n == base.shape[-1] else F.interpolate(base, size=n, mode="linear", align_corners=True)
+            out[counts == n, :n] = curve[0].T.to(out.dtype)
+        return out, torch.arange(k_max, device=counts.device)[None, :] < counts[:, None]
 
 
 class HybridAdapter(nn.Module):
@@ -113,14 +146,19 @@ class HybridAdapter(nn.Module):
         nn.init.normal_(self.out_proj.weight, std=d**-0.5)
         nn.init.zeros_(self.out_proj.bias)
         self.scale = nn.Parameter(torch.tensor(float(config.embedding_rms)))
+        self.config = config
 
     def forward(self, encoded: "EncodedBatch", return_gate: bool = False):
+        """Soft tokens (B, k, D): ``k`` = ``num_soft_tokens``, or with ``soft_token_span`` each example's
+        own count (:meth:`HyCo2Config.soft_token_count` of its length) padded to the largest; the model's
+        ``soft_counts`` says which are real."""
         ctx, ctx_mask = encoded.context_states, encoded.context_mask
         question, q_mask = encoded.question_states, encoded.question_mask
+        counts = soft_counts(self.config, ctx_mask) if self.config.soft_token_span else None
         c = self.in_proj(ctx)
         q = self.in_proj(question)
-        m = self.mlp_expert(c, ctx_mask)
-        f = self.qformer(q, q_mask, c, ctx_mask)
+        m = self.mlp_expert(c, ctx_mask, counts)
+        f = self.qformer(q, q_mask, c, ctx_mask, counts)
         gate = torch.softmax(self.gate(torch.cat([m, f], dim=-1)), dim=-1)  # (B, k, 2)
         mixed = gate[..., :1] * m + gate[..., 1:] * f
         soft = self.out_proj(self.out_norm(mixed)) * self.scale

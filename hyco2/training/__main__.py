@@ -106,7 +106,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--teacher-batch-size", type=int, default=64)
     p.add_argument("--teacher-shard", default=None, metavar="I/N",
                    help="only build shard I of N of the teacher cache, then exit (several processes a GPU)")
-    p.add_argument("--soft-tokens", type=int, default=16)
+    p.add_argument("--soft-tokens", type=int, default=16, help="soft tokens per chunk (a fresh model)")
+    p.add_argument("--soft-token-span", type=int, default=None, metavar="N",
+                   help="longer chunks get more soft tokens: one per N context tokens, at least --soft-tokens and "
+                        "at most --max-soft-tokens (hybrid adapter; 0 = a fixed count; default: the --init "
+                        "checkpoint's, else 0)")
+    p.add_argument("--max-soft-tokens", type=int, default=64, help="the most soft tokens a chunk gets under a span")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if present; torchrun: its GPU)")
     p.add_argument("--quantize", default="none", choices=["auto", "4bit", "8bit", "none"])
@@ -184,6 +189,11 @@ def main(argv: list[str] | None = None) -> int:
                 raise HyCo2Error(f"--classifier-context: {exc}") from None
         if args.kept_gap is not None:
             comp.model.config.kept_gap = args.kept_gap
+        if args.soft_token_span is not None:
+            try:
+                comp.model.set_soft_token_span(args.soft_token_span, args.max_soft_tokens)
+            except ValueError as exc:
+                raise HyCo2Error(f"--soft-token-span: {exc}") from None
     except HyCo2Error as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

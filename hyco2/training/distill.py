@@ -107,7 +107,6 @@ def build_teacher_cache(backbone: Backbone, examples: list[QAExample], *, batch_
     bb, tok = backbone, backbone.tokenizer
     eos = end_of_turn(bb)
     paras = tokenize_paragraphs(bb, [ex.paragraph for ex in examples], max_context_tokens)
-    k = 0 if reader is None else reader.model.config.num_soft_tokens
     prompts = []
     for ex in examples:
         pre, post = qa_prompt_ids(bb, ex.question, KEPT if reader is None else SOFT + KEPT)
@@ -119,6 +118,7 @@ def build_teacher_cache(backbone: Backbone, examples: list[QAExample], *, batch_
     for start in tqdm(range(0, len(order), batch_size), desc="teacher", disable=not progress, mininterval=10):
         idx = order[start:start + batch_size]
         seqs = [p[0] + p[1] + p[2] for p in (prompts[i] for i in idx)]
+        n_soft = [0] * len(idx)  # each row's soft tokens (their count grows with the paragraph under a span)
         if reader is None:
             embeds = [bb.embed(torch.tensor(s)) for s in seqs]
             L = max(map(len, seqs))
@@ -138,7 +138,8 @@ def build_teacher_cache(backbone: Backbone, examples: list[QAExample], *, batch_
             embeds = []
             for r, i in enumerate(idx):
                 pre, ctx, post = prompts[i]
-                embeds.append(torch.cat([bb.embed(torch.tensor(pre)), soft[r].to(bb.compute_dtype),
+                n_soft[r] = reader.model.config.soft_token_count(len(ctx))
+                embeds.append(torch.cat([bb.embed(torch.tensor(pre)), soft[r, : n_soft[r]].to(bb.compute_dtype),
                                          bb.embed(torch.tensor(ctx + post))]))
             E, mask = left_pad(embeds)
             with autocast:  # from embeddings, generate returns the new tokens only
@@ -164,7 +165,7 @@ def build_teacher_cache(backbone: Backbone, examples: list[QAExample], *, batch_
             del atts
             for r, i in enumerate(idx[sub]):
                 pre, ctx, _ = prompts[i]
-                y = saliency_labels(upper[r], len(pre) + k, len(ctx), lens[r], len(ans_ids[s + r]), saliency_top)
+                y = saliency_labels(upper[r], len(pre) + n_soft[s + r], len(ctx), lens[r], len(ans_ids[s + r]), saliency_top)
                 salient.append(torch.nonzero(y).flatten().tolist())
                 a_logits.append(logits[r])
         for r, i in enumerate(idx):
@@ -332,8 +333,9 @@ class DistillStep:
     """Builds a batch (distractors, selection, student rows) and returns the loss; see module doc."""
 
     def __init__(self, backbone: Backbone, model: torch.nn.Module, items: list[Item], cfg: DistillConfig,
-                 num_soft: int, rng: random.Random):
-        self.bb, self.model, self.items, self.cfg, self.k, self.rng = backbone, model, items, cfg, num_soft, rng
+                 rng: random.Random):
+        self.bb, self.model, self.items, self.cfg, self.rng = backbone, model, items, cfg, rng
+        self.config = getattr(model, "module", model).config  # model may be DDP-wrapped
         self.encoder = ContextEncoder(backbone, layer_states=getattr(model, "module", model).needs_layer_states)
         self.by_source: dict[str, list[int]] = {}
         for n, it in enumerate(items):
@@ -423,11 +425,11 @@ class DistillStep:
         for b, (it, (cids, cwords, _)) in enumerate(zip(items, ctxs)):
             n_keep = keep_count(len(cids), self.rng.choice(cfg.rates))
             kept = self.select(probs_cpu[b, : len(cids)].tolist(), cwords, n_keep)
-            s0 = len(it.pre)
+            s0, k = len(it.pre), self.config.soft_token_count(len(cids))
             body, slots = with_gaps([cids[p] for p in kept], kept, self.gap)
-            row = it.pre + [self.pad] * self.k + body + it.post
-            kept_t += [s0 + self.k + t for t in slots]
-            soft_t.append(torch.arange(s0, s0 + self.k))
+            row = it.pre + [self.pad] * k + body + it.post
+            kept_t += [s0 + k + t for t in slots]
+            soft_t.append(torch.arange(s0, s0 + k))
             kept_b += [b] * len(kept)
             kept_c += kept
             tgt_t.append(torch.arange(len(row) - 1, len(row) - 1 + len(it.target_ids)))
@@ -450,7 +452,9 @@ class DistillStep:
         soft_pos = torch.zeros((B, T), dtype=torch.bool)
         for b, t in enumerate(soft_t):
             soft_pos[b, t] = True
-        E = E.masked_scatter(soft_pos.to(dev)[..., None], soft.to(E.dtype).reshape(-1, E.shape[-1]))
+        counts = torch.tensor([len(t) for t in soft_t])
+        real = (torch.arange(soft.shape[1])[None, :] < counts[:, None]).to(dev)  # soft tokens past a row's count: padding
+        E = E.masked_scatter(soft_pos.to(dev)[..., None], soft[real].to(E.dtype))
         kb, kt, kc = (torch.tensor(v, dtype=torch.long, device=dev) for v in (kept_b, kept_t, kept_c))
         pk = probs[kb, kc]
         scale = torch.ones((B, T), device=dev, dtype=pk.dtype).index_put((kb, kt), 1.0 + pk - pk.detach())
@@ -557,7 +561,7 @@ def train_distill(compressor, items: list[Item], cfg: DistillConfig, out_dir: Pa
     def step(i: int) -> tuple[torch.Tensor, dict[str, float]]:
         nonlocal step_fn
         if step_fn is None:
-            step_fn = DistillStep(bb, ddp, items, cfg, model.config.num_soft_tokens,
+            step_fn = DistillStep(bb, ddp, items, cfg,
                                   random.Random(cfg.seed * 1009 + rank * 7919 + i))
             shuffle.seed(cfg.seed + rank + i)
         if not ready:  # a pool of batches, bucketed by context length
@@ -572,7 +576,7 @@ def train_distill(compressor, items: list[Item], cfg: DistillConfig, out_dir: Pa
         return step_fn(batch, autocast, ctxs)
 
     def evaluate() -> dict[str, float]:
-        held = DistillStep(bb, model, held_out, cfg, model.config.num_soft_tokens, random.Random(cfg.seed))
+        held = DistillStep(bb, model, held_out, cfg, random.Random(cfg.seed))
         rows = [held(list(range(i, min(i + cfg.batch_size, len(held_out)))), autocast)[1]
                 for i in range(0, len(held_out), cfg.batch_size)]
         return {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
@@ -593,4 +597,5 @@ def train_distill(compressor, items: list[Item], cfg: DistillConfig, out_dir: Pa
             "saliency_weight": cfg.saliency_weight, "rank_weight": cfg.rank_weight, "rank_loss": cfg.rank_loss,
             "question_classifier": bool(model.config.classifier_question),
             "classifier_context": model.config.classifier_context, "compiled_layers": cfg.compile,
+            "soft_token_span": model.config.soft_token_span, "max_soft_tokens": model.config.max_soft_tokens,
             "selection": cfg.selection, "adapter": model.config.adapter}

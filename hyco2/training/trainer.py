@@ -159,7 +159,8 @@ class Trainer:
                 kept_ids = [ctx.ids[k] for k in kept]
                 pk = p[kept]
                 scale = 1.0 + pk - pk.detach()  # straight-through: task gradient reaches p
-            student.append(embed_prompt(bb, prompt_parts(bb, r.user_text), soft=soft[i], kept_ids=kept_ids,
+            n_soft = self.c.model.config.soft_token_count(len(ctx))
+            student.append(embed_prompt(bb, prompt_parts(bb, r.user_text), soft=soft[i, :n_soft], kept_ids=kept_ids,
                                         kept_scale=scale))
         with self._autocast():
             s_logits, tids, tmask, _, _ = forward_on_targets(bb.model, student, targets)
