@@ -27,6 +27,9 @@ W=$WORK; mkdir -p $W/bench; OUT=${OUT:-$W/out}; mkdir -p "$OUT"
 END=$(( $(date +%s) + ${2:-560} ))
 SHIPPED=${BASE:-hyco2/checkpoints/smollm2-135m-instruct}  # BASE=FOLDER starts from another checkpoint (s7 came from s6, commit 738ee30)
 QA="--qa $DATA/squad-v1.0-train.json.gz --exclude-articles Southern_California Normans Computational_complexity_theory"
+# the long phase trains as s9 and s10 did (batch 256, the cache at 256); session 17 left both out by mistake and
+# trained at 128 (a third of s10's examples in the time)
+if [ "$phase" = long ]; then BATCH=${BATCH:-256}; TEACHER_BATCH=${TEACHER_BATCH:-256}; fi
 RECIPE="--teacher self --target ${TARGET:-filtered} --max-paragraphs ${PARAS:-10} --batch-size ${BATCH:-128}"
 GAP=${KEPT_GAP:- …}
 K1_SHARDS=${K1_SHARDS:-4}; K10_SHARDS=${K10_SHARDS:-8}
@@ -34,6 +37,7 @@ show() { tr '\r' '\n' < "$1" | grep -v -E '^\s*$|Loading weights|Warning' | tail
 left() { echo $(( END - $(date +%s) )); }
 bench() {  # NAME SHARDS K TIMEOUT ARGS...: bench/qa.py shards in the background, one file each (RUN=N: the first N only)
   local name=$1 n=$2 k=$3 t=$4; shift 4
+  rm -f $W/bench/$name-s*.json  # an earlier phase's shards of the same name (session 17: 6 compare + 4 measure) would merge in
   for i in $(seq 0 $(( ${RUN:-$n} - 1 ))); do
     timeout "$t" python3 bench/qa.py --data-dir $DATA --paragraphs "$k" --shard "$i/$n" --batch-size 64 \
       --out $W/bench/$name-s$i.json "$@" > $W/bench/$name-s$i.log 2>&1 &
@@ -108,7 +112,7 @@ elif [ "$phase" = long ]; then
   # recall: NAME_A=s10a ARGS_A="--rank-loss each --rank-weight 3" NAME_B=s10b
   # ARGS_B="--rank-loss each --rank-weight 3 --classifier-context 1" (s10b shipped as s10). Session 17, more soft
   # tokens for longer chunks: NAME_A=s11a ARGS_A=" " (the recipe's defaults, from s10 and its refreshed teacher)
-  # NAME_B=s11b ARGS_B="--soft-token-span 32 --max-soft-tokens 32"
+  # NAME_B=s11b ARGS_B="--soft-token-span 32 --max-soft-tokens 32" (run at batch 128, before the defaults above)
   A=${NAME_A:-s9a}; B=${NAME_B:-s9b}
   cache ${CACHE_PROCS:-3}
   T=$(( $(left) - 30 ))
