@@ -460,8 +460,8 @@ class HyCo2Compressor:
             out.append(CompressionResult(
                 context=ctx.text, question=question, method=s.label, kept_positions=sel.positions,
                 kept_token_ids=kept_ids, kept_spans=[ctx.offsets[p] for p in sel.positions], kept_text=kept_text,
-                probabilities=sel.scores,
-                soft_embeddings=None if soft_all is None else soft_all[i, : self.model.config.soft_token_count(len(ctx))],
+                probabilities=sel.scores, soft_embeddings=None if soft_all is None
+                else soft_all[i, : self.model.config.soft_token_count(len(ctx))],
                 context_tokens=len(ctx), cl100k_context_tokens=context_counts[i],
                 cl100k_kept_tokens=count_cl100k(kept_text),
                 timings={"encode_s": share, "select_s": select_s, "total_s": share + select_s},

@@ -62,7 +62,8 @@ class HyCo2Config:
         if self.soft_token_span and self.adapter != "hybrid":
             raise ValueError(f"soft_token_span needs the hybrid adapter; {self.adapter!r} makes a fixed count")
         if self.soft_token_span and self.max_soft_tokens < self.num_soft_tokens:
-            raise ValueError(f"max_soft_tokens ({self.max_soft_tokens}) is below num_soft_tokens ({self.num_soft_tokens})")
+            raise ValueError(f"max_soft_tokens ({self.max_soft_tokens}) is below num_soft_tokens "
+                             f"({self.num_soft_tokens})")
 
     def soft_token_count(self, context_tokens: int) -> int:
         """How many soft tokens a chunk of ``context_tokens`` tokens gets.

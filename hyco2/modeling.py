@@ -44,13 +44,6 @@ class HyCo2Model(nn.Module):
         return HyCo2Output(soft, self.classifier(encoded.context_states, encoded.question_states,
                                                  encoded.question_mask, encoded.context_mask))
 
-    def soft_counts(self, context_mask: torch.Tensor) -> list[int]:
-        """How many of each example's soft tokens are real: ``num_soft_tokens`` each, unless the config
-        gives a ``soft_token_span`` (longer contexts, more soft tokens; the rest of ``soft_tokens`` is padding)."""
-        from .adapters.hybrid import soft_counts
-
-        return soft_counts(self.config, context_mask).tolist()
-
     def set_soft_token_span(self, span: int, max_soft_tokens: int) -> None:
         """Let longer chunks get more soft tokens (see :meth:`HyCo2Config.soft_token_count`); no new weights:
         the hybrid adapter reads its extra queries off its learned ones, so a chunk that keeps

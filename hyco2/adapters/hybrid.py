@@ -37,15 +37,6 @@ def group_membership(mask: torch.Tensor, k: int | torch.Tensor, k_max: int | Non
     return (by_token | by_anchor) & mask[:, None, :]
 
 
-def soft_counts(config: HyCo2Config, context_mask: torch.Tensor) -> torch.Tensor:
-    """(B,) long: each example's soft-token count (:meth:`HyCo2Config.soft_token_count` of its length)."""
-    n = context_mask.sum(-1)
-    if not config.soft_token_span:
-        return torch.full_like(n, config.num_soft_tokens)
-    want = torch.div(n + config.soft_token_span - 1, config.soft_token_span, rounding_mode="floor")
-    return want.clamp(min=config.num_soft_tokens, max=config.max_soft_tokens)
-
-
 class MLPExpert(nn.Module):
     """Pool k groups of the context, let each pooled vector attend over its own group, then an MLP."""
 
@@ -150,11 +141,14 @@ class HybridAdapter(nn.Module):
 
     def forward(self, encoded: "EncodedBatch", return_gate: bool = False):
         """Soft tokens (B, k, D): ``k`` = ``num_soft_tokens``, or with ``soft_token_span`` each example's
-        own count (:meth:`HyCo2Config.soft_token_count` of its length) padded to the largest; the model's
-        ``soft_counts`` says which are real."""
+        own count (:meth:`HyCo2Config.soft_token_count` of its length) padded to the largest: callers keep
+        the first ``soft_token_count`` of each row."""
         ctx, ctx_mask = encoded.context_states, encoded.context_mask
         question, q_mask = encoded.question_states, encoded.question_mask
-        counts = soft_counts(self.config, ctx_mask) if self.config.soft_token_span else None
+        counts = None
+        if self.config.soft_token_span:
+            counts = torch.tensor([self.config.soft_token_count(n) for n in ctx_mask.sum(-1).tolist()],
+                                  device=ctx_mask.device)
         c = self.in_proj(ctx)
         q = self.in_proj(question)
         m = self.mlp_expert(c, ctx_mask, counts)

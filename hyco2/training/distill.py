@@ -165,7 +165,8 @@ def build_teacher_cache(backbone: Backbone, examples: list[QAExample], *, batch_
             del atts
             for r, i in enumerate(idx[sub]):
                 pre, ctx, _ = prompts[i]
-                y = saliency_labels(upper[r], len(pre) + n_soft[s + r], len(ctx), lens[r], len(ans_ids[s + r]), saliency_top)
+                y = saliency_labels(upper[r], len(pre) + n_soft[s + r], len(ctx), lens[r], len(ans_ids[s + r]),
+                                    saliency_top)
                 salient.append(torch.nonzero(y).flatten().tolist())
                 a_logits.append(logits[r])
         for r, i in enumerate(idx):
@@ -453,7 +454,7 @@ class DistillStep:
         for b, t in enumerate(soft_t):
             soft_pos[b, t] = True
         counts = torch.tensor([len(t) for t in soft_t])
-        real = (torch.arange(soft.shape[1])[None, :] < counts[:, None]).to(dev)  # soft tokens past a row's count: padding
+        real = (torch.arange(soft.shape[1])[None, :] < counts[:, None]).to(dev)  # past a row's count: padding
         E = E.masked_scatter(soft_pos.to(dev)[..., None], soft[real].to(E.dtype))
         kb, kt, kc = (torch.tensor(v, dtype=torch.long, device=dev) for v in (kept_b, kept_t, kept_c))
         pk = probs[kb, kc]
