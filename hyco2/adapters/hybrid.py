@@ -20,12 +20,15 @@ def group_membership(mask: torch.Tensor, k: int | torch.Tensor, k_max: int | Non
 
     Groups split each example's *valid* length evenly, so padding never dilutes a group; with fewer
     tokens than groups, tokens are shared so that no group is empty (an empty group gives NaN).
-    ``k`` may differ per example ((B,) tensor; ``k_max`` = its largest): an example's groups past its own
-    ``k`` hold its first token only, so they stay finite, and callers drop them.
+    ``k`` may differ per example ((B,) tensor; ``k_max`` = its largest, read from the device when not
+    given): an example's groups past its own ``k`` hold its first token only, so they stay finite, and
+    callers drop them. A whole-number ``k`` never waits for the device.
     """
     B, L = mask.shape
-    kk = torch.as_tensor(k, device=mask.device).expand(B) if not torch.is_tensor(k) or k.dim() == 0 else k
-    k_max = int(kk.max()) if k_max is None else k_max
+    if isinstance(k, int):
+        kk, k_max = torch.full((B,), k, device=mask.device), k
+    else:
+        kk, k_max = k, int(k.max()) if k_max is None else k_max
     n = mask.sum(-1).clamp(min=1)  # (B,)
     pos = torch.arange(L, device=mask.device)
     j = torch.arange(k_max, device=mask.device)
@@ -52,8 +55,8 @@ class MLPExpert(nn.Module):
     def forward(self, ctx: torch.Tensor, ctx_mask: torch.Tensor, counts: torch.Tensor | None = None) -> torch.Tensor:
         """(B, k, D); with ``counts`` (B,), each example's own number of groups, padded to the largest."""
         B, L, D = ctx.shape
-        k = self.k if counts is None else int(counts.max())
-        member = group_membership(ctx_mask, self.k if counts is None else counts, k)  # (B, k, L)
+        member = group_membership(ctx_mask, self.k if counts is None else counts)  # (B, k, L)
+        k = member.shape[1]
         weights = member.float() / member.float().sum(-1, keepdim=True)
         pooled = weights @ ctx  # (B, k, D)
         h = self.heads
